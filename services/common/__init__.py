@@ -1,0 +1,1 @@
+"""Server plumbing shared by every service: config, errors, metrics, health, logs."""

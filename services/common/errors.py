@@ -1,0 +1,105 @@
+"""The project's errors, and the one place they become gRPC status codes.
+
+Engines and sessions raise these; servicers never call ``context.abort`` with
+ad-hoc codes. Each message should tell a person what to change.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+
+class VoiceError(Exception):
+    """Base of every error a service reports to its callers."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    retryable: bool = False
+
+
+class InvalidArgument(VoiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class FailedPrecondition(VoiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class OutOfRange(VoiceError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class ResourceExhausted(VoiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retryable = True
+
+
+class Unavailable(VoiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+    retryable = True
+
+
+class DeadlineExceeded(VoiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    retryable = True
+
+
+class ConfigError(VoiceError):
+    """A setting is missing or wrong; raised at start, before serving."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a caller sees for ``exc``."""
+    if isinstance(exc, VoiceError):
+        return exc.code, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the service log"
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def unary_errors(
+    method: Callable[[Any, T, grpc.aio.ServicerContext], Awaitable[R]],
+) -> Callable[[Any, T, grpc.aio.ServicerContext], Awaitable[R]]:
+    """Turn exceptions raised by a unary servicer method into gRPC statuses."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: T, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except VoiceError as exc:
+            await context.abort(*status_of(exc))
+        except Exception as exc:
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(*status_of(exc))
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def stream_errors(
+    method: Callable[[Any, T, grpc.aio.ServicerContext], AsyncIterator[R]],
+) -> Callable[[Any, T, grpc.aio.ServicerContext], AsyncIterator[R]]:
+    """Turn exceptions raised by a streaming servicer method into gRPC statuses."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: T, context: grpc.aio.ServicerContext) -> AsyncIterator[R]:
+        try:
+            async for response in method(self, request, context):
+                yield response
+        except VoiceError as exc:
+            await context.abort(*status_of(exc))
+        except Exception as exc:
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(*status_of(exc))
+
+    return wrapper

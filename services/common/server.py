@@ -1,0 +1,184 @@
+"""``build_server``: the one way every service starts, reports health and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from services.common.config import ServerSettings
+from services.common.metrics import ACTIVE_STREAMS, REJECTED, RPCS, serve_metrics
+
+log = logging.getLogger(__name__)
+
+_ALWAYS_ALLOWED = ("/grpc.health.", "/grpc.reflection.")
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class _Gate(grpc.aio.ServerInterceptor):
+    """Refuses calls before the model is ready, limits concurrent streams, counts RPCs."""
+
+    def __init__(self, max_streams: int) -> None:
+        self.ready = False
+        self.draining = False
+        self.max_streams = max_streams
+        self.active_streams = 0
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(_ALWAYS_ALLOWED):
+            return handler
+        streaming = handler.request_streaming or handler.response_streaming
+        gate = self
+
+        def refusal() -> tuple[grpc.StatusCode, str] | None:
+            if gate.draining:
+                return grpc.StatusCode.UNAVAILABLE, "the service is shutting down; reconnect in a moment"
+            if not gate.ready:
+                return grpc.StatusCode.UNAVAILABLE, "the model is still loading; retry in a few seconds"
+            if streaming and gate.active_streams >= gate.max_streams:
+                REJECTED.labels(method).inc()
+                return (
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the server already runs {gate.max_streams} streams (its max_streams setting); "
+                    "retry later or raise the limit",
+                )
+            return None
+
+        def finish(context: grpc.aio.ServicerContext) -> None:
+            code = context.code() if hasattr(context, "code") else None
+            RPCS.labels(method, getattr(code, "name", "OK") if code is not None else "OK").inc()
+
+        if handler.request_streaming or handler.response_streaming:
+            inner = handler.stream_stream or handler.unary_stream or handler.stream_unary
+
+            async def run_streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                if (reason := refusal()) is not None:
+                    await context.abort(*reason)
+                gate.active_streams += 1
+                ACTIVE_STREAMS.labels(method).inc()
+                try:
+                    result = inner(request, context)
+                    if hasattr(result, "__aiter__"):
+                        async for response in result:
+                            yield response
+                    else:
+                        yield await result
+                finally:
+                    gate.active_streams -= 1
+                    ACTIVE_STREAMS.labels(method).dec()
+                    finish(context)
+
+            if handler.stream_stream:
+                return grpc.stream_stream_rpc_method_handler(
+                    run_streaming, handler.request_deserializer, handler.response_serializer
+                )
+            if handler.unary_stream:
+                return grpc.unary_stream_rpc_method_handler(
+                    run_streaming, handler.request_deserializer, handler.response_serializer
+                )
+            return handler  # stream-unary: no such RPC in this project
+
+        async def run_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if (reason := refusal()) is not None:
+                await context.abort(*reason)
+            try:
+                return await handler.unary_unary(request, context)
+            finally:
+                finish(context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            run_unary, handler.request_deserializer, handler.response_serializer
+        )
+
+
+class VoiceServer:
+    """A started gRPC server with health, reflection, limits and metrics."""
+
+    def __init__(self, server: grpc.aio.Server, health: HealthServicer, gate: _Gate, names: Sequence[str]):
+        self.server = server
+        self.health = health
+        self._gate = gate
+        self._names = list(names)
+        self.port = 0
+
+    async def set_ready(self) -> None:
+        """Serve the service's RPCs and report SERVING (call once the model is warm)."""
+        self._gate.ready = True
+        for name in ["", *self._names]:
+            await self.health.set(name, _SERVING)
+
+    async def stop(self, grace_s: float) -> None:
+        """Report NOT_SERVING, refuse new calls, give in-flight ones ``grace_s`` to finish."""
+        self._gate.draining = True
+        for name in ["", *self._names]:
+            await self.health.set(name, _NOT_SERVING)
+        await self.server.stop(grace_s)
+
+
+async def build_server(
+    settings: ServerSettings,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+) -> VoiceServer:
+    """Build and start a server on ``settings.host:port``; it answers health at once
+    (NOT_SERVING) and the service's RPCs only after ``set_ready``."""
+    gate = _Gate(settings.max_streams)
+    server = grpc.aio.server(
+        interceptors=[gate],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    register(server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [*service_names, reflection.SERVICE_NAME, "grpc.health.v1.Health"], server
+    )
+    voice_server = VoiceServer(server, health, gate, service_names)
+    voice_server.port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    for name in ["", *service_names]:
+        await health.set(name, _NOT_SERVING)
+    await server.start()
+    return voice_server
+
+
+async def serve(
+    settings: ServerSettings,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    load: Callable[[], None],
+) -> None:
+    """Run a service until SIGTERM/SIGINT: start, load and warm the model, serve, drain."""
+    serve_metrics(settings.metrics_port)
+    server = await build_server(settings, register, service_names)
+    log.info("listening", extra={"port": server.port, "services": list(service_names)})
+    started = time.monotonic()
+    await asyncio.to_thread(load)
+    await server.set_ready()
+    log.info("ready", extra={"load_s": round(time.monotonic() - started, 2)})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_s": settings.grace_s})
+    await server.stop(settings.grace_s)

@@ -1,0 +1,32 @@
+"""Run the STT service: ``python -m services.stt``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from voice.stt.v1 import stt_pb2_grpc
+
+from services.common.logs import configure_logging
+from services.common.server import serve
+from services.stt.config import SttSettings
+from services.stt.engine import create_engine
+from services.stt.servicer import SERVICE_NAME, SttServicer
+
+
+def main() -> None:
+    settings = SttSettings()
+    configure_logging(settings.log_level)
+    engine = create_engine(settings)
+    servicer = SttServicer(engine, settings)
+    asyncio.run(
+        serve(
+            settings,
+            lambda server: stt_pb2_grpc.add_SttServiceServicer_to_server(servicer, server),
+            [SERVICE_NAME],
+            engine.load,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""STT settings, read once from ``STT_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from services.common.config import ServerSettings
+
+DEFAULT_PORT = 50051
+DEFAULT_METRICS_PORT = 9101
+DEFAULT_MODEL = "tiny.en"
+# Whisper's window is 30 s; an utterance that long is finalised and a new one begun.
+MAX_UTTERANCE_S = 28.0
+DEFAULT_MAX_STREAM_S = 3600.0
+DEFAULT_ENDPOINT_SILENCE_MS = 600
+# Trailing silence after which the service decodes ahead of the end of utterance.
+DEFAULT_SPECULATE_SILENCE_MS = 160
+DEFAULT_INTERIM_INTERVAL_MS = 1000
+
+
+class SttSettings(ServerSettings):
+    model_config = SettingsConfigDict(env_prefix="STT_", frozen=True, extra="ignore")
+
+    port: int = DEFAULT_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
+    # "tiny.en" or "base" (shipped offline), any Whisper size name, or a model directory.
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    # int8 on CPU; float16 on CUDA.
+    compute_type: str = "int8"
+    # Threads per decode; 0 lets CTranslate2 choose.
+    cpu_threads: int = 0
+    # Decodes that run at once; streams beyond it wait their turn.
+    workers: int = 1
+    beam_size: int = 5
+    # Where the multilingual base model is assembled from its packages.
+    model_cache_dir: str = "~/.cache/voice-agent/models"
+    max_stream_s: float = DEFAULT_MAX_STREAM_S
+    speculate_silence_ms: int = DEFAULT_SPECULATE_SILENCE_MS
+    interim_interval_ms: int = DEFAULT_INTERIM_INTERVAL_MS
+    # Silero speech probability above which a 32 ms window counts as speech.
+    vad_threshold: float = 0.5

@@ -1,0 +1,205 @@
+"""SttService: translates between protobuf and the recognition session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from voice.audio.v1 import audio_pb2
+from voice.stt.v1 import stt_pb2, stt_pb2_grpc
+
+from services.common.audio import StreamResampler, pcm16_to_float, resample
+from services.common.errors import InvalidArgument, OutOfRange, stream_errors, unary_errors
+from services.stt.config import DEFAULT_ENDPOINT_SILENCE_MS, SttSettings
+from services.stt.engine import SAMPLE_RATE_HZ, SttEngine, Transcript
+from services.stt.session import RecognizeSession, Result, SpeechEvent, StreamConfig
+
+SERVICE_NAME = stt_pb2.DESCRIPTOR.services_by_name["SttService"].full_name
+MIN_RATE_HZ = 8000
+MAX_RATE_HZ = 48000
+_ENCODINGS = (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_LINEAR16)
+
+
+class SttServicer(stt_pb2_grpc.SttServiceServicer):
+    def __init__(self, engine: SttEngine, settings: SttSettings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="stt-decode")
+
+    @stream_errors
+    async def StreamingRecognize(
+        self,
+        request_iterator: AsyncIterator[stt_pb2.StreamingRecognizeRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[stt_pb2.StreamingRecognizeResponse]:
+        outbox: asyncio.Queue[stt_pb2.StreamingRecognizeResponse | BaseException | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(request_iterator, outbox))
+        try:
+            while (item := await outbox.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            reader.cancel()
+
+    async def _read(
+        self,
+        requests: AsyncIterator[stt_pb2.StreamingRecognizeRequest],
+        outbox: asyncio.Queue[stt_pb2.StreamingRecognizeResponse | BaseException | None],
+    ) -> None:
+        try:
+            first = await anext(requests, None)
+            if first is None:
+                return
+            if first.WhichOneof("request") != "config":
+                raise InvalidArgument(
+                    "the first message must be `config` (a RecognitionConfig); audio came first"
+                )
+            config = self._stream_config(first.config)
+            session = RecognizeSession(
+                self._engine,
+                self._executor,
+                self._settings,
+                config,
+                lambda item: outbox.put_nowait(_response(item)),
+            )
+            resampler = StreamResampler(first.config.sample_rate_hz, SAMPLE_RATE_HZ)
+            max_s = self._settings.max_stream_s
+            async for request in requests:
+                kind = request.WhichOneof("request")
+                if kind == "audio_content":
+                    await session.add_audio(resampler.feed(request.audio_content))
+                    if session.duration_s > max_s:
+                        await session.close()
+                        raise OutOfRange(
+                            f"the stream passed its {max_s:g} s limit (STT_MAX_STREAM_S); "
+                            "open a new stream to go on"
+                        )
+                elif kind == "end_of_utterance":
+                    await session.finalize()
+                elif kind == "config":
+                    raise InvalidArgument("`config` may only be the first message of a stream")
+            await session.add_audio(resampler.flush())
+            await session.close()
+        except BaseException as exc:
+            outbox.put_nowait(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            outbox.put_nowait(None)
+
+    def _stream_config(self, config: stt_pb2.RecognitionConfig) -> StreamConfig:
+        if config.encoding not in _ENCODINGS:
+            raise InvalidArgument(
+                f"unknown audio encoding {config.encoding}; "
+                "send LINEAR16 (16-bit signed little-endian mono PCM)"
+            )
+        if not MIN_RATE_HZ <= config.sample_rate_hz <= MAX_RATE_HZ:
+            raise InvalidArgument(
+                f"sample_rate_hz {config.sample_rate_hz} is out of range; use {MIN_RATE_HZ} to {MAX_RATE_HZ}"
+            )
+        return StreamConfig(
+            language=self._language(config.language_code),
+            interim_results=config.interim_results,
+            word_timestamps=config.enable_word_time_offsets,
+            endpointing=config.enable_endpointing,
+            endpoint_silence_ms=config.endpoint_silence_ms or DEFAULT_ENDPOINT_SILENCE_MS,
+        )
+
+    def _language(self, code: str) -> str | None:
+        """ISO 639-1 from a code such as "en-US"; None means detect."""
+        info = self._engine.info
+        language = code.split("-")[0].split("_")[0].lower() or None
+        if not info.multilingual:
+            if language not in (None, "en"):
+                raise InvalidArgument(
+                    f"model {info.model} only knows English; "
+                    "leave language_code empty, or run the service with STT_MODEL=base for other languages"
+                )
+            return "en"
+        if language is not None and language not in info.languages:
+            raise InvalidArgument(
+                f"language_code {code!r} is not one of the model's languages: {', '.join(info.languages)}"
+            )
+        return language
+
+    @unary_errors
+    async def Recognize(
+        self, request: stt_pb2.RecognizeRequest, context: grpc.aio.ServicerContext
+    ) -> stt_pb2.RecognizeResponse:
+        config = self._stream_config(request.config)
+        if len(request.audio_content) / 2 / request.config.sample_rate_hz > self._settings.max_stream_s:
+            raise OutOfRange(f"audio longer than {self._settings.max_stream_s:g} s (STT_MAX_STREAM_S)")
+        audio = resample(pcm16_to_float(request.audio_content), request.config.sample_rate_hz, SAMPLE_RATE_HZ)
+        response = stt_pb2.RecognizeResponse()
+        results: list[Result] = []
+        session = RecognizeSession(
+            self._engine,
+            self._executor,
+            self._settings,
+            config,
+            lambda item: results.append(item) if isinstance(item, Result) and item.is_final else None,
+        )
+        # Whole audio goes through the same utterance logic as a stream, minus interims.
+        await session.add_audio(audio)
+        await session.close()
+        for result in results:
+            response.results.append(_result(result))
+        if results:
+            response.language_code = results[0].transcript.language
+        return response
+
+    @unary_errors
+    async def GetInfo(
+        self, request: stt_pb2.GetInfoRequest, context: grpc.aio.ServicerContext
+    ) -> stt_pb2.GetInfoResponse:
+        info = self._engine.info
+        return stt_pb2.GetInfoResponse(
+            model=info.model,
+            languages=info.languages,
+            multilingual=info.multilingual,
+            device=info.device,
+            compute_type=info.compute_type,
+            min_sample_rate_hz=MIN_RATE_HZ,
+            max_sample_rate_hz=MAX_RATE_HZ,
+            supports_interim_results=True,
+            supports_word_time_offsets=True,
+            supports_endpointing=True,
+            max_stream_duration_s=int(self._settings.max_stream_s),
+        )
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _result(result: Result) -> stt_pb2.SpeechRecognitionResult:
+    t: Transcript = result.transcript
+    return stt_pb2.SpeechRecognitionResult(
+        transcript=t.text,
+        is_final=result.is_final,
+        stability=result.stability,
+        start_ms=_ms(t.start_s),
+        end_ms=_ms(t.end_s),
+        words=[
+            stt_pb2.WordInfo(
+                word=w.word, start_ms=_ms(w.start_s), end_ms=_ms(w.end_s), probability=w.probability
+            )
+            for w in t.words
+        ],
+        language_code=t.language,
+        utterance_index=result.utterance_index,
+    )
+
+
+def _response(item: Result | SpeechEvent) -> stt_pb2.StreamingRecognizeResponse:
+    if isinstance(item, Result):
+        return stt_pb2.StreamingRecognizeResponse(results=[_result(item)])
+    kind = (
+        stt_pb2.SPEECH_EVENT_TYPE_SPEECH_STARTED if item.started else stt_pb2.SPEECH_EVENT_TYPE_SPEECH_ENDED
+    )
+    return stt_pb2.StreamingRecognizeResponse(
+        speech_event=stt_pb2.SpeechEvent(type=kind, offset_ms=_ms(item.offset_s))
+    )

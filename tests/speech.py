@@ -1,0 +1,71 @@
+"""The shared recordings and how transcripts are scored against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import wave
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jiwer
+from whisper_normalizer.basic import BasicTextNormalizer
+from whisper_normalizer.english import EnglishTextNormalizer
+
+REPO = Path(__file__).resolve().parent.parent
+SPEECH_DIR = Path(os.environ.get("VOICE_SPEECH_DIR", REPO.parent / "shared" / "data" / "speech"))
+
+
+@dataclass(frozen=True)
+class Recording:
+    id: str
+    path: Path
+    text: str
+    duration_s: float
+    language: str
+
+    def pcm(self) -> bytes:
+        """LINEAR16 mono at 16 kHz."""
+        with wave.open(str(self.path)) as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+            return bytes(w.readframes(w.getnframes()))
+
+
+@cache
+def recordings() -> list[Recording]:
+    rows = [json.loads(line) for line in (SPEECH_DIR / "manifest.jsonl").read_text().splitlines() if line]
+    return [
+        Recording(r["id"], SPEECH_DIR / r["audio"], r["text"], r["duration_s"], r.get("language", "en"))
+        for r in rows
+    ]
+
+
+def english() -> list[Recording]:
+    return [r for r in recordings() if r.language == "en"]
+
+
+def russian() -> list[Recording]:
+    return [r for r in recordings() if r.language == "ru"]
+
+
+_EN = EnglishTextNormalizer()
+_BASIC = BasicTextNormalizer()
+
+
+def normalize(text: str, language: str = "en") -> str:
+    """Whisper's normaliser: case, punctuation, and for English spelled numbers ("ten" -> "10")."""
+    return " ".join((_EN(text) if language == "en" else _BASIC(text)).split())
+
+
+def wer(reference: str, hypothesis: str, language: str = "en") -> float:
+    ref, hyp = normalize(reference, language), normalize(hypothesis, language)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return float(jiwer.wer(ref, hyp))
+
+
+def corpus_wer(pairs: list[tuple[str, str]], language: str = "en") -> float:
+    refs = [normalize(r, language) for r, _ in pairs]
+    hyps = [normalize(h, language) for _, h in pairs]
+    return float(jiwer.wer(refs, hyps))
