@@ -14,8 +14,8 @@ def pcm16_to_float(data: bytes) -> np.ndarray:
 
 
 def float_to_pcm16(audio: np.ndarray) -> bytes:
-    """float32 in [-1, 1] to signed 16-bit little-endian PCM, clipping what lies outside."""
-    return bytes((np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+    """float32 in [-1, 1) to signed 16-bit little-endian PCM, clipping what lies outside."""
+    return bytes(np.clip(np.round(audio * _INT16_SCALE), -32768, 32767).astype("<i2").tobytes())
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:

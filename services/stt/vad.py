@@ -33,6 +33,9 @@ class SpeechDetector:
         self._pending = np.zeros(0, dtype=np.float32)
         self._context = np.zeros(_CONTEXT_SAMPLES, dtype=np.float32)
         self._speaking = False
+        # The model is recurrent over windows: its state goes on from push to push.
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
 
     def push(self, audio: np.ndarray) -> list[bool]:
         """One flag per window completed by ``audio``: True where it is speech."""
@@ -44,11 +47,10 @@ class SpeechDetector:
         self._pending = self._pending[count * WINDOW_SAMPLES :]
         contexts = np.vstack([self._context, windows[:-1, -_CONTEXT_SAMPLES:]])
         self._context = windows[-1, -_CONTEXT_SAMPLES:].copy()
-        state = np.zeros((1, 1, 128), dtype=np.float32)
         batch = np.hstack([contexts, windows]).astype(np.float32)
-        probs = _silero().session.run(None, {"input": batch, "h": state, "c": state})[0].reshape(-1)
+        probs, self._h, self._c = _silero().session.run(None, {"input": batch, "h": self._h, "c": self._c})
         flags = []
-        for prob in probs:
+        for prob in probs.reshape(-1):
             if prob >= self._threshold:
                 self._speaking = True
             elif prob < self._threshold - _HYSTERESIS:
