@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -68,6 +69,8 @@ class _Gate(grpc.aio.ServerInterceptor):
 
             async def run_streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if (reason := refusal()) is not None:
+                    if handler.request_streaming:
+                        await _drain(request)
                     await context.abort(*reason)
                 gate.active_streams += 1
                 ACTIVE_STREAMS.labels(method).inc()
@@ -104,6 +107,22 @@ class _Gate(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(
             run_unary, handler.request_deserializer, handler.response_serializer
         )
+
+
+async def _drain(requests: Any, limit_s: float = 1.0) -> None:
+    """Read a refused stream's requests for a moment before ending it.
+
+    grpc.aio clients report INTERNAL ("Failed execute_batch") instead of the
+    server's status when a write of theirs fails because the call just ended;
+    a client that is done writing by then sees the real status.
+    """
+
+    async def read_all() -> None:
+        async for _ in requests:
+            pass
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(read_all(), limit_s)
 
 
 class VoiceServer:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from voice.stt.v1 import stt_pb2_grpc
-
 from services.common.logs import configure_logging
 from services.common.server import serve
 from services.stt.config import SttSettings
 from services.stt.engine import create_engine
 from services.stt.servicer import SERVICE_NAME, SttServicer
+from voice.stt.v1 import stt_pb2_grpc
 
 
 def main() -> None:

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from voice.audio.v1 import audio_pb2
-from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 from services.common.audio import StreamResampler, pcm16_to_float, resample
 from services.common.errors import InvalidArgument, OutOfRange, stream_errors, unary_errors
 from services.stt.config import DEFAULT_ENDPOINT_SILENCE_MS, SttSettings
 from services.stt.engine import SAMPLE_RATE_HZ, SttEngine, Transcript
 from services.stt.session import RecognizeSession, Result, SpeechEvent, StreamConfig
+from voice.audio.v1 import audio_pb2
+from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 SERVICE_NAME = stt_pb2.DESCRIPTOR.services_by_name["SttService"].full_name
 MIN_RATE_HZ = 8000

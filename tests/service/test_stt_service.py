@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import soxr
 from faster_whisper import WhisperModel
-from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 from services.common.audio import pcm16_to_float
 from services.stt.config import SttSettings
@@ -20,6 +19,7 @@ from services.stt.servicer import SERVICE_NAME, SttServicer
 from tests.servers import running_server
 from tests.speech import corpus_wer, english, normalize, wer
 from tests.stt_client import requests_for, silence, stream
+from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CONFIG = stt_pb2.RecognitionConfig(sample_rate_hz=16000)
 # tiny.en hears "ill disposed" as "old-sposed": one clip at 0.25 is the model, not the service.

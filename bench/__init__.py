@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): latency, accuracy, throughput."""

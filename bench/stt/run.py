@@ -1,0 +1,216 @@
+"""STT benchmark: accuracy, end-of-utterance -> final latency, real-time factor, memory.
+
+Runs the service as its own process (``python -m services.stt``) for each model,
+streams the dev recordings at real-time pace the way the edge client does
+(speech, then the client's endpoint silence, then ``end_of_utterance``), and
+compares with one offline faster-whisper pass over the same audio.
+
+    python -m bench.stt.run [--models tiny.en base] [--eou-silence-ms 0 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+from faster_whisper import WhisperModel
+from rich.console import Console
+from rich.table import Table
+
+from services.common.audio import pcm16_to_float
+from services.stt.models import resolve_model
+from tests.speech import REPO, Recording, corpus_wer, english
+from voice.stt.v1 import stt_pb2, stt_pb2_grpc
+
+CHUNK_S = 0.1
+RESULTS = REPO / "bench" / "results"
+
+
+@dataclass
+class Row:
+    name: str
+    wer: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    rtf: float
+    peak_rss_mb: float
+    latencies_ms: list[float]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """CPU seconds used and peak resident MiB of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hwm = next(
+        line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM")
+    )
+    return cpu_s, int(hwm.split()[1]) / 1024
+
+
+async def _stream_one(
+    stub: stt_pb2_grpc.SttServiceStub, rec: Recording, eou_silence_ms: int
+) -> tuple[str, float]:
+    pcm = rec.pcm()
+    chunk = int(16000 * CHUNK_S) * 2
+    sent_eou = 0.0
+
+    async def requests() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
+        nonlocal sent_eou
+        yield stt_pb2.StreamingRecognizeRequest(config=stt_pb2.RecognitionConfig(sample_rate_hz=16000))
+        start = time.perf_counter()
+        tail = b"\0" * (16000 * 2 * eou_silence_ms // 1000)
+        audio = pcm + tail
+        for i, offset in enumerate(range(0, len(audio), chunk)):
+            yield stt_pb2.StreamingRecognizeRequest(audio_content=audio[offset : offset + chunk])
+            await asyncio.sleep(max(0.0, start + (i + 1) * CHUNK_S - time.perf_counter()))
+        sent_eou = time.perf_counter()
+        yield stt_pb2.StreamingRecognizeRequest(end_of_utterance=stt_pb2.EndOfUtterance())
+
+    text, latency = "", float("nan")
+    async for response in stub.StreamingRecognize(requests()):
+        for result in response.results:
+            if result.is_final:
+                text, latency = result.transcript, (time.perf_counter() - sent_eou) * 1000
+    return text, latency
+
+
+async def bench_service(model: str, eou_silence_ms: int, recordings: list[Recording]) -> Row:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "STT_MODEL": model,
+        "STT_PORT": str(port),
+        "STT_METRICS_PORT": "0",
+        "STT_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "services.stt"], env=env, cwd=REPO)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = stt_pb2_grpc.SttServiceStub(channel)
+            for _ in range(600):
+                try:
+                    await stub.GetInfo(stt_pb2.GetInfoRequest(), timeout=1)
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.2)
+            cpu_before, _ = _proc_stats(proc.pid)
+            pairs, latencies = [], []
+            for rec in recordings:
+                text, latency = await _stream_one(stub, rec, eou_silence_ms)
+                pairs.append((rec.text, text))
+                latencies.append(latency)
+            cpu_after, peak_mb = _proc_stats(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    audio_s = sum(r.duration_s for r in recordings)
+    return Row(
+        f"stream {model}, EOU after {eou_silence_ms} ms",
+        corpus_wer(pairs),
+        float(np.percentile(latencies, 50)),
+        float(np.percentile(latencies, 95)),
+        (cpu_after - cpu_before) / audio_s,
+        peak_mb,
+        latencies,
+    )
+
+
+def bench_offline(model: str, recordings: list[Recording]) -> Row:
+    """One faster-whisper pass over each whole clip, started when the audio ends."""
+    import resource
+
+    whisper = WhisperModel(
+        resolve_model(model, "~/.cache/voice-agent/models"), device="cpu", compute_type="int8"
+    )
+    pairs, latencies = [], []
+    for rec in recordings:
+        started = time.perf_counter()
+        segments, _ = whisper.transcribe(
+            pcm16_to_float(rec.pcm()),
+            language="en",
+            beam_size=5,
+            temperature=0.0,
+            condition_on_previous_text=False,
+        )
+        text = " ".join(s.text.strip() for s in segments)
+        latencies.append((time.perf_counter() - started) * 1000)
+        pairs.append((rec.text, text))
+    audio_s = sum(r.duration_s for r in recordings)
+    return Row(
+        f"offline {model} (whole clip after it ends)",
+        corpus_wer(pairs),
+        float(np.percentile(latencies, 50)),
+        float(np.percentile(latencies, 95)),
+        sum(latencies) / 1000 / audio_s,
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        latencies,
+    )
+
+
+def report(rows: list[Row]) -> None:
+    table = Table(title="STT: dev recordings (English), 2-core CPU, int8")
+    for column in ("pipeline", "WER", "final p50 ms", "final p95 ms", "RTF", "peak RSS MiB"):
+        table.add_column(column, justify="right" if column != "pipeline" else "left")
+    for r in rows:
+        table.add_row(
+            r.name,
+            f"{r.wer:.3f}",
+            f"{r.latency_p50_ms:.0f}",
+            f"{r.latency_p95_ms:.0f}",
+            f"{r.rtf:.3f}",
+            f"{r.peak_rss_mb:.0f}",
+        )
+    Console().print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "stt.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.5))
+    ax.boxplot([r.latencies_ms for r in rows], vert=False, tick_labels=[r.name for r in rows])
+    ax.axvline(150, color="red", linestyle="--", label="target 150 ms")
+    ax.set_xlabel("end of utterance -> final transcript (ms)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "stt_latency.png", dpi=120)
+    print(f"wrote {RESULTS / 'stt.json'} and {RESULTS / 'stt_latency.png'}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
+    parser.add_argument("--eou-silence-ms", nargs="+", type=int, default=[0, 500])
+    args = parser.parse_args()
+    recordings = english()
+    rows = []
+    for model in args.models:
+        for silence_ms in args.eou_silence_ms:
+            rows.append(await bench_service(model, silence_ms, recordings))
+        rows.append(bench_offline(model, recordings))
+    report(rows)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,31 @@
+"""The compose stack, started once for the container tests.
+
+Docker must be there: without it these tests fail, they do not skip. A stack
+that was already running is left running; one started here is taken down.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.speech import REPO
+
+WAIT_S = 600
+
+
+def compose(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "compose", *args], cwd=REPO, check=True, timeout=timeout, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[None]:
+    was_running = bool(compose("ps", "-q").stdout.strip())
+    compose("up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
+    yield
+    if not was_running:
+        compose("down", "--timeout", "10")
