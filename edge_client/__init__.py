@@ -1,0 +1,1 @@
+"""The edge client: microphone and speaker on the user's machine, chained through the three services."""

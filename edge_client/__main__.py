@@ -1,0 +1,174 @@
+"""``voice-agent``: talk with the agent through the microphone and speaker, or files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from statistics import median
+from typing import IO
+
+from rich.console import Console
+
+from edge_client.clients import check_reachable
+from edge_client.config import EdgeSettings, from_args, parser
+from edge_client.conversation import Conversation, Output
+from edge_client.files import WavInput, WavOutput
+from edge_client.vad import FRAME_MS
+
+# After the input file, stop once nothing has happened for this long...
+_IDLE_AFTER_INPUT_S = 1.5
+# ...or at the latest this long after it.
+_MAX_AFTER_INPUT_S = 120.0
+
+console = Console(stderr=True, highlight=False)
+_STYLES = {"you": "bold cyan", "ai": "bold green", "latency": "dim", "note": "yellow"}
+_LABELS = {"you": "You: ", "ai": "AI: ", "latency": "  ", "note": "! "}
+
+
+def show(kind: str, text: str) -> None:
+    if kind == "state":
+        if console.is_terminal:
+            console.print(f"[dim]({text})[/dim]")
+        return
+    console.print(f"[{_STYLES[kind]}]{_LABELS[kind]}[/]{text}", soft_wrap=True)
+
+
+async def _frames_from_file(
+    conversation: Conversation, settings: EdgeSettings, path: Path, output: Output
+) -> AsyncIterator[bytes]:
+    mic = WavInput(path, fast=settings.fast, hold=lambda: settings.fast and conversation.agent_busy)
+    idle_frames, after_frames = 0, 0
+    async for frame in mic.frames():
+        yield frame
+        if isinstance(output, WavOutput):
+            output.advance(FRAME_MS / 1000)
+        if mic.ended:
+            after_frames += 1
+            idle_frames = 0 if conversation.busy else idle_frames + 1
+            if idle_frames * FRAME_MS >= _IDLE_AFTER_INPUT_S * 1000:
+                return
+            if after_frames * FRAME_MS >= _MAX_AFTER_INPUT_S * 1000:
+                show("note", "gave up waiting for the last reply")
+                return
+
+
+async def _frames_from_mic(settings: EdgeSettings) -> AsyncIterator[bytes]:
+    from edge_client.audio_io import Microphone, resolve_device
+
+    async with Microphone(resolve_device(settings.input_device, "input")) as mic:
+        async for frame in mic.frames():
+            yield frame
+
+
+async def _typed_turns(conversation: Conversation) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        if line.strip():
+            conversation.ask(line.strip(), {"transcript_final": conversation.now_ms()})
+            await asyncio.sleep(0.05)
+            while conversation.busy:
+                await asyncio.sleep(0.05)
+
+
+async def run(settings: EdgeSettings) -> int:
+    needed = {"llm": settings.llm, "tts": settings.tts}
+    if not settings.text:
+        needed["stt"] = settings.stt
+    problems = await check_reachable(needed)
+    for problem in problems:
+        show("note", problem)
+    if problems:
+        return 2
+
+    async with contextlib.AsyncExitStack() as stack:
+        output: Output
+        if settings.output_file is not None:
+            output = WavOutput(settings.output_file, settings.output_rate_hz)
+            stack.callback(output.close)
+        else:
+            from edge_client.audio_io import Speaker, resolve_device
+
+            device = resolve_device(settings.output_device, "output")
+            output = await stack.enter_async_context(Speaker(device, settings.output_rate_hz))
+        report: IO[str] | None = None
+        if settings.report_file is not None:
+            report = stack.enter_context(settings.report_file.open("w"))
+        conversation = Conversation(settings, output, show, report)
+        conversation.start()
+        show(
+            "note",
+            "listening; speak (Ctrl+C to stop)" if not settings.text else "type a line and press Enter",
+        )
+        try:
+            if settings.text:
+                clock = asyncio.create_task(conversation.listen(_typed_clock(output)))
+                await _typed_turns(conversation)
+                clock.cancel()
+            elif settings.input_file is not None:
+                await conversation.listen(
+                    _frames_from_file(conversation, settings, settings.input_file, output)
+                )
+            else:
+                await conversation.listen(_frames_from_mic(settings))
+        finally:
+            await conversation.close()
+            _summary(conversation)
+    return 0
+
+
+async def _typed_clock(output: Output) -> AsyncIterator[bytes]:
+    """The clock of a typed conversation: silent frames in real time."""
+    while True:
+        if isinstance(output, WavOutput):
+            output.advance(FRAME_MS / 1000)
+        yield bytes(FRAME_MS * 32)
+        await asyncio.sleep(FRAME_MS / 1000)
+
+
+def _summary(conversation: Conversation) -> None:
+    turns = conversation.turns
+    latencies = [
+        t["first_audio"] - t["speech_end"]
+        for line in turns
+        if isinstance(t := line["t_ms"], dict) and "first_audio" in t and "speech_end" in t
+    ]
+    interrupted = sum(1 for line in turns if line["interrupted"])
+    text = f"{len(turns)} turns, {interrupted} interrupted"
+    if latencies:
+        text += f"; end of speech -> first audio: median {median(latencies):.0f} ms"
+    console.print(f"[bold]Session:[/] {text}")
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.list_devices or args.test_mic or args.test_speaker:
+        from edge_client import audio_io
+
+        if args.list_devices:
+            print(audio_io.list_devices())
+        if args.test_mic:
+            audio_io.test_microphone(audio_io.resolve_device(args.input_device, "input"))
+        if args.test_speaker:
+            audio_io.test_speaker(audio_io.resolve_device(args.output_device, "output"))
+        return
+    settings = from_args(args)
+    try:
+        code = asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # the audio device errors carry a message to act on
+        if type(exc).__name__ != "AudioDeviceError":
+            raise
+        show("note", str(exc))
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Edge client settings: flags, with defaults from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_STT = "127.0.0.1:50051"
+DEFAULT_LLM = "127.0.0.1:50052"
+DEFAULT_TTS = "127.0.0.1:50053"
+# Silence that ends the user's turn. The services decode during it, so a shorter
+# wait cuts latency but splits slow speakers' sentences; see bench/e2e.
+DEFAULT_SILENCE_MS = 600
+DEFAULT_VAD_AGGRESSIVENESS = 2
+# Voiced audio needed before a pause counts as an utterance start (3 frames).
+DEFAULT_MIN_SPEECH_MS = 90
+DEFAULT_PRE_ROLL_MS = 300
+# Speech while the agent talks must last this long to interrupt it (a cough does not).
+DEFAULT_BARGE_IN_MS = 300
+# The voice's own rate: no resampling on either side.
+DEFAULT_OUTPUT_RATE_HZ = 22050
+# Microphone audio kept while the STT service is unreachable.
+MAX_BUFFERED_AUDIO_S = 120.0
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    stt: str = DEFAULT_STT
+    llm: str = DEFAULT_LLM
+    tts: str = DEFAULT_TTS
+    input_device: str | None = None
+    output_device: str | None = None
+    vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
+    silence_ms: int = DEFAULT_SILENCE_MS
+    min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
+    pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
+    barge_in_ms: int = DEFAULT_BARGE_IN_MS
+    # "full": the microphone stays live while the agent speaks (barge-in; right for headsets).
+    # "half": while the agent speaks the microphone is muted (open speakers, no echo canceller).
+    duplex: str = "full"
+    output_rate_hz: int = DEFAULT_OUTPUT_RATE_HZ
+    voice: str = ""
+    system_prompt: str = ""
+    # 0: the service's default.
+    max_tokens: int = 0
+    input_file: Path | None = None
+    output_file: Path | None = None
+    report_file: Path | None = None
+    fast: bool = False
+    text: bool = False
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="voice-agent",
+        description="Talk with the voice agent: microphone -> STT -> LLM -> TTS -> speaker, with barge-in.",
+    )
+    p.add_argument(
+        "--stt", default=env("STT_ADDRESS", DEFAULT_STT), help="STT service address (env STT_ADDRESS)"
+    )
+    p.add_argument(
+        "--llm", default=env("LLM_ADDRESS", DEFAULT_LLM), help="LLM service address (env LLM_ADDRESS)"
+    )
+    p.add_argument(
+        "--tts", default=env("TTS_ADDRESS", DEFAULT_TTS), help="TTS service address (env TTS_ADDRESS)"
+    )
+    p.add_argument("--input-device", help="microphone, by index or name (see --list-devices)")
+    p.add_argument("--output-device", help="speaker, by index or name (see --list-devices)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--test-mic", action="store_true", help="show the microphone level for a few seconds")
+    p.add_argument("--test-speaker", action="store_true", help="play a tone")
+    p.add_argument("--vad-aggressiveness", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS)
+    p.add_argument("--silence-ms", type=int, default=DEFAULT_SILENCE_MS, help="silence that ends your turn")
+    p.add_argument(
+        "--barge-in-ms", type=int, default=DEFAULT_BARGE_IN_MS, help="speech that interrupts the agent"
+    )
+    p.add_argument(
+        "--duplex",
+        choices=["full", "half"],
+        default="full",
+        help="full: speak to interrupt the agent (use a headset); half: the mic is muted while it speaks",
+    )
+    p.add_argument("--voice", default="", help="TTS voice name (default: the service's)")
+    p.add_argument(
+        "--system-prompt", default="", help="the assistant's instructions (default: the service's)"
+    )
+    p.add_argument(
+        "--max-tokens", type=int, default=0, help="longest reply, in tokens (default: the service's)"
+    )
+    p.add_argument("--input", type=Path, help="a WAV file to use as the microphone")
+    p.add_argument("--output", type=Path, help="record what the speaker plays into a WAV file")
+    p.add_argument("--report", type=Path, help="write one JSON line per turn")
+    p.add_argument("--fast", action="store_true", help="with --input: do not pace the file in real time")
+    p.add_argument("--text", action="store_true", help="type instead of speaking")
+    return p
+
+
+def from_args(args: argparse.Namespace) -> EdgeSettings:
+    return EdgeSettings(
+        stt=args.stt,
+        llm=args.llm,
+        tts=args.tts,
+        input_device=args.input_device,
+        output_device=args.output_device,
+        vad_aggressiveness=args.vad_aggressiveness,
+        silence_ms=args.silence_ms,
+        barge_in_ms=args.barge_in_ms,
+        duplex=args.duplex,
+        voice=args.voice,
+        system_prompt=args.system_prompt,
+        max_tokens=args.max_tokens,
+        input_file=args.input,
+        output_file=args.output,
+        report_file=args.report,
+        fast=args.fast,
+        text=args.text,
+    )

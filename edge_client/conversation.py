@@ -1,0 +1,297 @@
+"""The conversation: a small state machine over the microphone, the three links and the speaker.
+
+    LISTENING --speech--> HEARING --end of speech--> (final transcript) THINKING
+    THINKING --first audio--> SPEAKING --reply played--> LISTENING
+    THINKING/SPEAKING --user speaks past the barge-in time--> HEARING (turn cut short)
+
+The microphone is never paused: its frames go to the STT stream the whole time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import IO, Protocol
+
+from edge_client.clients import Final, LlmLink, SttLink, TtsLink
+from edge_client.config import MAX_BUFFERED_AUDIO_S, EdgeSettings
+from edge_client.vad import FRAME_MS, Edge, Endpointer
+from voice.tts.v1 import tts_pb2
+
+# Longest wait for a final after the user stopped speaking, while the STT service is up.
+_FINAL_WAIT_MS = 8000
+
+
+class State(Enum):
+    LISTENING = "listening"
+    HEARING = "hearing you"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+class Output(Protocol):
+    """A speaker: the sounddevice one, or a WAV recording."""
+
+    sample_rate_hz: int
+
+    def write(self, pcm: bytes) -> None: ...
+    def flush_pending(self) -> None: ...
+    def clear(self) -> None: ...
+    @property
+    def played_samples(self) -> int: ...
+    @property
+    def buffered_samples(self) -> int: ...
+
+
+@dataclass
+class _Piece:
+    text: str
+    start: int  # speaker sample where its audio begins
+    samples: int = 0
+
+
+@dataclass
+class Turn:
+    user_text: str
+    t_ms: dict[str, float]
+    agent_text: str = ""  # what the model wrote
+    interrupted: bool = False
+    heard_text: str = ""  # set when interrupted: what was played before the cut
+    pieces: list[_Piece] = field(default_factory=list)
+    synthesized: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def heard(self, played: int) -> str:
+        """The reply up to the sample the speaker reached; a piece cut midway, in proportion."""
+        words: list[str] = []
+        for piece in self.pieces:
+            if played >= piece.start + piece.samples:
+                words += piece.text.split()
+            elif played > piece.start and piece.samples:
+                cut = piece.text.split()
+                words += cut[: round(len(cut) * (played - piece.start) / piece.samples)]
+                break
+            else:
+                break
+        return " ".join(words)
+
+    def report(self) -> dict[str, object]:
+        return {
+            "user_text": self.user_text,
+            "agent_text": self.heard_text if self.interrupted else self.agent_text.strip(),
+            "interrupted": self.interrupted,
+            "t_ms": {k: round(v, 1) for k, v in self.t_ms.items()},
+        }
+
+
+class Conversation:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        speaker: Output,
+        show: Callable[[str, str], None],
+        report: IO[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.speaker = speaker
+        self._show = show  # (kind, text): kind is "you", "ai", "state", "latency" or "note"
+        self._report = report
+        self.state = State.LISTENING
+        self.turns: list[dict[str, object]] = []  # report lines
+        self.finished: list[Turn] = []
+        self._endpointer = Endpointer(
+            settings.vad_aggressiveness, settings.min_speech_ms, settings.silence_ms
+        )
+        self.stt = SttLink(settings.stt, self._on_final, self._note, MAX_BUFFERED_AUDIO_S)
+        self.llm = LlmLink(settings.llm, settings.system_prompt, settings.max_tokens, self._note)
+        self.tts = TtsLink(settings.tts, settings.voice, speaker.sample_rate_hz, self._on_tts, self._note)
+        self._utterances: list[tuple[float, float]] = []  # (speech_start, speech_end) awaiting finals
+        self._turn: Turn | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._written = 0  # speaker samples written (in the speaker's played coordinates)
+        self._frames = 0
+        self._speech_start = 0.0
+        self._tts_discard = False  # audio of a cancelled reply may still arrive: drop it
+        self._last_frame_at = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- clock -----------------------------------------------------------------------------
+    def now_ms(self) -> float:
+        """ms since the first microphone sample: the audio clock, plus the time since its last frame."""
+        since = min((time.monotonic() - self._last_frame_at) * 1000, FRAME_MS)
+        return max(0.0, (self._frames - 1) * FRAME_MS + since) if self._frames else 0.0
+
+    @property
+    def agent_busy(self) -> bool:
+        """An utterance awaits its transcript, or a reply is being thought of or spoken."""
+        return self._turn is not None or bool(self._utterances)
+
+    @property
+    def busy(self) -> bool:
+        return self.agent_busy or self._endpointer.speaking
+
+    def _set_state(self, state: State) -> None:
+        if state != self.state:
+            self.state = state
+            self._show("state", state.value)
+
+    def _note(self, text: str) -> None:
+        self._show("note", text)
+
+    # -- the microphone side -------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(link.run()) for link in (self.stt, self.llm, self.tts)]
+
+    async def listen(self, frames: AsyncIterator[bytes]) -> None:
+        async for frame in frames:
+            self.feed(frame)
+
+    def feed(self, frame: bytes) -> None:
+        self._frames += 1
+        self._last_frame_at = time.monotonic()
+        muted = self.settings.duplex == "half" and self.state == State.SPEAKING
+        self.stt.send_audio(bytes(len(frame)) if muted else frame)
+        boundary = self._endpointer.push(bytes(len(frame)) if muted else frame)
+        if boundary is not None and boundary.edge is Edge.START:
+            self._speech_start = boundary.frame * FRAME_MS
+            if self._turn is None:
+                self._set_state(State.HEARING)
+        elif boundary is not None and boundary.edge is Edge.END:
+            self._utterances.append((self._speech_start, (boundary.frame + 1) * FRAME_MS))
+            self.stt.end_utterance()
+            if self._turn is None:
+                self._set_state(State.LISTENING)
+        if (
+            self._turn is not None
+            and not self._turn.interrupted
+            and self._endpointer.speech_ms() >= self.settings.barge_in_ms
+            and self.settings.duplex == "full"
+        ):
+            self._barge_in()
+        # An end of utterance the connected service left unanswered held no speech.
+        while (
+            self._utterances
+            and self.stt.connected
+            and self.now_ms() - self._utterances[0][1] > _FINAL_WAIT_MS
+        ):
+            self._utterances.pop(0)
+        if not self.busy:
+            self.stt.trim_idle(self.settings.pre_roll_ms + 1000)
+
+    def _on_final(self, final: Final) -> None:
+        # The utterance this final belongs to: the last one that began before its words ended.
+        start, end = self._speech_start, final.end_ms
+        while self._utterances and self._utterances[0][0] <= final.end_ms:
+            start, end = self._utterances.pop(0)
+        text = final.text.strip()
+        if not text:
+            return
+        self._show("you", text)
+        self.ask(text, {"speech_start": start, "speech_end": end, "transcript_final": self.now_ms()})
+
+    def ask(self, text: str, t_ms: dict[str, float]) -> None:
+        """Start the agent's turn on what the user said (or typed)."""
+        if self._turn is not None and not self._turn.interrupted:
+            self._barge_in()  # the user said more before the reply was done: answer that instead
+        turn, previous = Turn(text, t_ms), self._turn_task
+        self._turn = turn
+        self._turn_task = asyncio.create_task(self._run_turn(turn, previous))
+
+    # -- the reply side --------------------------------------------------------------------
+    async def _run_turn(self, turn: Turn, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await previous  # a cut-short turn first takes its cancellation from the LLM stream
+        self._set_state(State.THINKING)
+        try:
+            async for event in self.llm.turn(turn.user_text):
+                if event.HasField("delta") and not turn.interrupted:
+                    turn.t_ms.setdefault("first_token", self.now_ms())
+                    turn.agent_text += event.delta.text
+                    self.tts.text(event.delta.text)
+                elif event.HasField("turn_end") and event.turn_end.error.message:
+                    self._note(f"llm: {event.turn_end.error.message}")
+            if not turn.interrupted:
+                self.tts.flush()
+                await turn.synthesized.wait()
+                self.speaker.flush_pending()
+                while self.speaker.played_samples < self._written and not turn.interrupted:
+                    await asyncio.sleep(FRAME_MS / 1000 / 3)
+            if turn.interrupted:
+                # Cut while generating or while playing: the model's context keeps what was heard.
+                self.llm.truncate(turn.heard_text)
+        finally:
+            self._finish(turn)
+
+    def _finish(self, turn: Turn) -> None:
+        line = turn.report()
+        if not turn.interrupted:
+            self._show("ai", str(line["agent_text"]))
+        else:
+            self._show("ai", f"{line['agent_text']} [interrupted]")
+        t = turn.t_ms
+        if "first_audio" in t:
+            self._show(
+                "latency",
+                f"end of speech -> transcript {t['transcript_final'] - t['speech_end']:.0f} ms"
+                f" -> first token {t.get('first_token', 0) - t['speech_end']:.0f} ms"
+                f" -> first audio {t['first_audio'] - t['speech_end']:.0f} ms",
+            )
+        self.turns.append(line)
+        self.finished.append(turn)
+        if self._report is not None:
+            self._report.write(json.dumps(line) + "\n")
+            self._report.flush()
+        if self._turn is turn:
+            self._turn = None
+            self._set_state(State.HEARING if self._endpointer.speaking else State.LISTENING)
+
+    def _on_tts(self, response: tts_pb2.StreamingSynthesizeResponse) -> None:
+        turn = self._turn
+        if response.HasField("done"):
+            if response.done.cancelled:
+                self._tts_discard = False
+            elif turn is not None:
+                turn.synthesized.set()
+            return
+        if turn is None or turn.interrupted or self._tts_discard:
+            return
+        chunk = response.audio
+        samples = len(chunk.audio_content) // 2
+        if chunk.text or not turn.pieces:
+            turn.pieces.append(_Piece(chunk.text, self._written))
+        turn.pieces[-1].samples += samples
+        if "first_audio" not in turn.t_ms:
+            # The chunk starts playing after whatever is still queued ahead of it.
+            ahead_ms = self.speaker.buffered_samples * 1000 / self.speaker.sample_rate_hz
+            turn.t_ms["first_audio"] = self.now_ms() + ahead_ms
+            self._set_state(State.SPEAKING)
+        self.speaker.write(chunk.audio_content)
+        self._written += samples
+
+    def _barge_in(self) -> None:
+        turn = self._turn
+        assert turn is not None
+        turn.interrupted = True
+        self.speaker.clear()
+        self._written = self.speaker.played_samples
+        turn.heard_text = turn.heard(self._written)
+        turn.t_ms["barge_in"] = self.now_ms()
+        self.llm.cancel()
+        self.tts.cancel()
+        self._tts_discard = True
+        turn.synthesized.set()
+        self._set_state(State.HEARING)
+
+    # -- the end ---------------------------------------------------------------------------
+    async def close(self) -> None:
+        if self._turn_task is not None and not self._turn_task.done():
+            self._turn_task.cancel()
+        await self.stt.close()
+        self.llm.close()
+        self.tts.close()
+        _, pending = await asyncio.wait(self._tasks, timeout=5)
+        for task in pending:
+            task.cancel()

@@ -1,0 +1,1 @@
+"""The chat (LLM) service: streaming replies for a spoken conversation."""

@@ -1,0 +1,1 @@
+"""Chat backends, one module each, imported lazily by ``create_engine``."""

@@ -1,0 +1,215 @@
+"""``LlmService``: translates protobuf <-> ``Conversation`` and the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from services.common.errors import InvalidArgument, VoiceError, status_of, stream_errors, unary_errors
+from services.llm.config import LlmSettings
+from services.llm.conversation import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    Conversation,
+    TurnResult,
+)
+from services.llm.engine import Engine, FallbackEngine, Finish, Message, Options
+from voice.llm.v1 import llm_pb2, llm_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = llm_pb2.DESCRIPTOR.services_by_name["LlmService"].full_name
+MAX_TEMPERATURE = 2.0
+
+_FINISH = {
+    Finish.STOP: llm_pb2.FINISH_REASON_STOP,
+    Finish.LENGTH: llm_pb2.FINISH_REASON_LENGTH,
+    Finish.CANCELLED: llm_pb2.FINISH_REASON_CANCELLED,
+}
+_ROLES = {llm_pb2.ROLE_SYSTEM: "system", llm_pb2.ROLE_USER: "user", llm_pb2.ROLE_ASSISTANT: "assistant"}
+
+Response = llm_pb2.StreamingChatResponse
+# What the response loop receives: a response, the error that ends the stream, or the end.
+_Out = Response | BaseException | None
+
+
+class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
+    def __init__(self, engine: Engine, settings: LlmSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    @stream_errors
+    async def StreamingChat(
+        self, request_iterator: AsyncIterator[llm_pb2.StreamingChatRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Response]:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None:
+            return
+        if first.WhichOneof("request") != "config":
+            raise InvalidArgument("the first message of a stream must be its config")
+        conversation = await self._open(first.config, ())
+        out: asyncio.Queue[_Out] = asyncio.Queue()
+        # Cancel events of the turns received and not yet finished; a cancel sets them all.
+        pending: set[threading.Event] = set()
+        reader = asyncio.create_task(self._read(requests, conversation, pending, out))
+        try:
+            while (item := await out.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            for event in pending:
+                event.set()
+            reader.cancel()
+            conversation.close()
+
+    @unary_errors
+    async def Chat(
+        self, request: llm_pb2.ChatRequest, context: grpc.aio.ServicerContext
+    ) -> llm_pb2.ChatResponse:
+        messages = [_message(m) for m in request.messages]
+        if not messages or messages[-1].role != "user":
+            raise InvalidArgument("messages must end with the user's message")
+        conversation = await self._open(request.config, messages[:-1])
+        try:
+            result = await conversation.reply(messages[-1].content, lambda _: None, threading.Event())
+        finally:
+            conversation.close()
+        end = _turn_end(result)
+        return llm_pb2.ChatResponse(
+            text=end.text,
+            finish_reason=end.finish_reason,
+            usage=end.usage,
+            timings=end.timings,
+            engine=end.engine,
+        )
+
+    async def GetInfo(
+        self, request: llm_pb2.GetInfoRequest, context: grpc.aio.ServicerContext
+    ) -> llm_pb2.GetInfoResponse:
+        fallback = self.engine.fallback.name if isinstance(self.engine, FallbackEngine) else ""
+        return llm_pb2.GetInfoResponse(
+            engine=self.engine.name,
+            model=self.engine.model,
+            context_size=self.engine.context_tokens,
+            fallback_engine=fallback,
+        )
+
+    async def _open(self, config: llm_pb2.ChatConfig, earlier: Sequence[Message]) -> Conversation:
+        temperature = config.temperature if config.HasField("temperature") else DEFAULT_TEMPERATURE
+        if not 0 <= temperature <= MAX_TEMPERATURE:
+            raise InvalidArgument(f"temperature {temperature:g} is outside 0..{MAX_TEMPERATURE:g}")
+        options = Options(config.model, temperature, config.max_tokens or DEFAULT_MAX_TOKENS)
+        history = [*(_message(m) for m in config.history), *earlier]
+        session = await asyncio.to_thread(self.engine.open_session)
+        return Conversation(
+            session,
+            config.system_prompt,
+            options,
+            history,
+            max_turn_chars=self.settings.max_turn_chars,
+            max_history_chars=self.settings.max_history_chars,
+        )
+
+    async def _read(
+        self,
+        requests: AsyncIterator[llm_pb2.StreamingChatRequest],
+        conversation: Conversation,
+        pending: set[threading.Event],
+        out: asyncio.Queue[_Out],
+    ) -> None:
+        """Read requests while turns run: cancels act at once, turns and truncates in order."""
+        commands: asyncio.Queue[tuple[llm_pb2.StreamingChatRequest, threading.Event] | None] = asyncio.Queue()
+        worker = asyncio.create_task(self._work(conversation, commands, pending, out))
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("request")
+                if kind == "config":
+                    raise InvalidArgument("config may be sent only once, as the first message of a stream")
+                if kind == "cancel":
+                    for event in pending:
+                        event.set()
+                elif kind in ("user_turn", "truncate"):
+                    event = threading.Event()
+                    if kind == "user_turn":
+                        pending.add(event)
+                    commands.put_nowait((request, event))
+                else:
+                    raise InvalidArgument("a request must set config, user_turn, cancel or truncate")
+            commands.put_nowait(None)
+            await worker
+            out.put_nowait(None)
+        except Exception as exc:
+            out.put_nowait(exc)
+        finally:
+            worker.cancel()
+
+    async def _work(
+        self,
+        conversation: Conversation,
+        commands: asyncio.Queue[tuple[llm_pb2.StreamingChatRequest, threading.Event] | None],
+        pending: set[threading.Event],
+        out: asyncio.Queue[_Out],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while (command := await commands.get()) is not None:
+            request, cancel = command
+            if request.WhichOneof("request") == "truncate":
+                if not conversation.truncate(request.truncate.heard_text):
+                    log.warning("truncate before any reply; ignored")
+                continue
+            index = conversation.next_index
+
+            def send(text: str, index: int = index) -> None:
+                delta = Response(delta=llm_pb2.TextDelta(text=text, turn_index=index))
+                loop.call_soon_threadsafe(out.put_nowait, delta)
+
+            try:
+                result = await conversation.reply(request.user_turn.text, send, cancel)
+                out.put_nowait(Response(turn_end=_turn_end(result)))
+            except Exception as exc:
+                if not isinstance(exc, VoiceError):
+                    log.exception("turn failed")
+                out.put_nowait(Response(turn_end=self._error_end(index, exc)))
+            finally:
+                pending.discard(cancel)
+
+    def _error_end(self, index: int, exc: Exception) -> llm_pb2.TurnEnd:
+        code, message = status_of(exc)
+        return llm_pb2.TurnEnd(
+            turn_index=index,
+            finish_reason=llm_pb2.FINISH_REASON_ERROR,
+            error=llm_pb2.TurnError(
+                code=code.value[0], message=message, retryable=isinstance(exc, VoiceError) and exc.retryable
+            ),
+            engine=self.engine.name,
+        )
+
+
+def _message(message: llm_pb2.Message) -> Message:
+    if message.role not in _ROLES:
+        raise InvalidArgument("each message needs a role: ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT")
+    return Message(_ROLES[message.role], message.content)
+
+
+def _turn_end(result: TurnResult) -> llm_pb2.TurnEnd:
+    completion, timings = result.completion, result.timings
+    return llm_pb2.TurnEnd(
+        turn_index=result.index,
+        finish_reason=_FINISH[completion.finish],
+        usage=llm_pb2.Usage(
+            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens
+        ),
+        timings=llm_pb2.Timings(
+            time_to_first_token_ms=timings.time_to_first_token_ms,
+            total_ms=timings.total_ms,
+            tokens_per_second=timings.tokens_per_second,
+        ),
+        text=completion.text,
+        engine=completion.engine,
+    )

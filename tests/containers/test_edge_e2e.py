@@ -1,0 +1,161 @@
+"""The whole agent: the edge client on files against the composed services."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import soxr
+
+from edge_client.config import EdgeSettings
+from edge_client.conversation import Conversation, State
+from edge_client.files import WavOutput
+from edge_client.vad import FRAME_MS
+from tests.containers.conftest import compose
+from tests.edge import read_session, silence, voice_agent, write_wav
+from tests.speech import REPO, english, wer
+from voice.stt.v1 import stt_pb2, stt_pb2_grpc
+
+MAX_CLIP_WER = 0.3
+FRAME_BYTES = 16000 * FRAME_MS // 1000 * 2
+
+
+async def _transcribe(audio: np.ndarray, rate_hz: int) -> str:
+    pcm = (np.clip(soxr.resample(audio, rate_hz, 16000), -1, 1) * 32767).astype("<i2").tobytes()
+    async with grpc.aio.insecure_channel("127.0.0.1:50051") as channel:
+        reply = await stt_pb2_grpc.SttServiceStub(channel).Recognize(
+            stt_pb2.RecognizeRequest(
+                config=stt_pb2.RecognitionConfig(sample_rate_hz=16000), audio_content=pcm
+            )
+        )
+    return " ".join(r.transcript for r in reply.results)
+
+
+async def test_two_utterances_make_two_spoken_turns(stack: None, tmp_path: Path) -> None:
+    first, second = english()[7], english()[4]
+    pcm = silence(0.5) + first.pcm() + silence(14.0) + second.pcm() + silence(1.0)
+    session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--fast", "--max-tokens", "40")
+    assert [t["interrupted"] for t in session.turns] == [False, False], session.stderr
+    for turn, rec in zip(session.turns, (first, second), strict=True):
+        assert wer(rec.text, str(turn["user_text"])) <= MAX_CLIP_WER, turn
+        assert str(turn["agent_text"]).strip(), turn
+        t = turn["t_ms"]
+        assert isinstance(t, dict)
+        assert (
+            t["speech_start"]
+            < t["speech_end"]
+            <= t["transcript_final"]
+            <= t["first_token"]
+            <= t["first_audio"]
+        )
+    # The reply is speech, and it plays only after the user stopped speaking.
+    t0 = session.turns[0]["t_ms"]
+    assert isinstance(t0, dict)
+    audible = session.audible()
+    assert audible.size and audible[0] >= t0["speech_end"]
+    t1 = session.turns[1]["t_ms"]
+    assert isinstance(t1, dict)
+    reply = session.output[: int(session.output_rate_hz * t1["speech_start"] / 1000)]
+    heard = await _transcribe(reply, session.output_rate_hz)
+    assert wer(str(session.turns[0]["agent_text"]), heard) <= 0.5, (session.turns[0]["agent_text"], heard)
+
+
+async def test_speaking_over_the_reply_cuts_it_short(stack: None, tmp_path: Path) -> None:
+    """The user speaks once the reply has played for a second: it stops, and only the heard part is kept."""
+    question, interruption = english()[0], english()[4]
+    settings = EdgeSettings(system_prompt="Tell a long story of at least six sentences.")
+    output = WavOutput(tmp_path / "out.wav", settings.output_rate_hz)
+    conversation = Conversation(settings, output, lambda kind, text: None)
+    spoke_at: list[float] = []
+
+    async def frames() -> AsyncIterator[bytes]:
+        pcm = question.pcm() + silence(1.0)
+        waited = 0
+        while waited < 15_000 / FRAME_MS and (conversation.state != State.SPEAKING or waited % 33 != 32):
+            if pcm:
+                frame, pcm = pcm[:FRAME_BYTES], pcm[FRAME_BYTES:]
+            else:
+                frame, waited = bytes(FRAME_BYTES), waited + 1
+            yield frame.ljust(FRAME_BYTES, b"\0")
+        spoke_at.append(conversation.now_ms() + FRAME_MS)
+        pcm = interruption.pcm() + silence(1.0)
+        while pcm or conversation.busy:
+            frame, pcm = pcm[:FRAME_BYTES], pcm[FRAME_BYTES:]
+            yield frame.ljust(FRAME_BYTES, b"\0")
+
+    async def paced() -> AsyncIterator[bytes]:
+        async for frame in frames():
+            output.advance(FRAME_MS / 1000)
+            yield frame
+            await asyncio.sleep(FRAME_MS / 1000)
+
+    conversation.start()
+    await asyncio.wait_for(conversation.listen(paced()), 120)
+    await conversation.close()
+    output.close()
+    session = read_session(tmp_path / "out.wav", None)
+    session.turns = conversation.turns
+
+    first = session.turns[0]
+    t = first["t_ms"]
+    assert isinstance(t, dict) and spoke_at, session.turns
+    assert first["interrupted"] is True and t["first_audio"] < spoke_at[0] < t["barge_in"]
+    # The barge-in comes the barge-in time after the user started speaking (plus the detector's start)...
+    assert t["barge_in"] - spoke_at[0] <= settings.barge_in_ms + 200
+    # ...and playback stops within 100 ms of it.
+    audible = session.audible()
+    assert audible[(audible > t["first_audio"]) & (audible < t["barge_in"])].size > 0
+    late = audible[(audible > t["barge_in"] + 100) & (audible < t["barge_in"] + 2000)]
+    assert late.size == 0, f"audio still playing at {late[:5]} ms, barge-in at {t['barge_in']:.0f} ms"
+    # What the user heard is the start of what the model wrote, and the LLM context keeps only that.
+    heard, written = str(first["agent_text"]), conversation.finished[0].agent_text
+    assert heard and written.startswith(heard.split()[0]) and len(heard) < len(written)
+    assert conversation.llm.history[1].content == heard
+    assert wer(interruption.text, str(session.turns[1]["user_text"])) <= MAX_CLIP_WER
+
+
+def test_an_utterance_spoken_while_stt_restarts_is_not_lost(stack: None, tmp_path: Path) -> None:
+    first, second = english()[5], english()[4]
+    pcm = silence(0.3) + first.pcm() + silence(16.0) + second.pcm() + silence(1.0)
+    wav_in = write_wav(tmp_path / "in.wav", pcm)
+    out, report = tmp_path / "out.wav", tmp_path / "turns.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_client",
+            "--input",
+            str(wav_in),
+            "--output",
+            str(out),
+            "--report",
+            str(report),
+            "--max-tokens",
+            "30",
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (report.exists() and report.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # Turn 1 is done; the second utterance begins about 16 s after the first: stop STT across it.
+        compose("stop", "stt")
+        time.sleep(max(0.0, 18.5 - (time.monotonic() - (deadline - 60))))
+        compose("up", "-d", "--wait", "stt")
+        _, stderr = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "stt service" in stderr and "unreachable" in stderr
+    session = read_session(out, report, stderr)
+    assert len(session.turns) == 2, session.turns
+    assert wer(second.text, str(session.turns[1]["user_text"])) <= MAX_CLIP_WER, session.turns

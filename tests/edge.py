@@ -1,0 +1,78 @@
+"""Running the edge client on files, as a user or another program would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tests.speech import REPO
+
+RATE_HZ = 16000
+
+
+def write_wav(path: Path, pcm: bytes, rate_hz: int = RATE_HZ) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate_hz)
+        w.writeframes(pcm)
+    return path
+
+
+def silence(seconds: float) -> bytes:
+    return b"\0\0" * int(seconds * RATE_HZ)
+
+
+@dataclass
+class Session:
+    turns: list[dict[str, object]]
+    output: np.ndarray  # float32 mono
+    output_rate_hz: int
+    stderr: str
+
+    def audible(self, threshold: float = 0.02, window_ms: int = 10) -> np.ndarray:
+        """Start times (ms) of the output's windows louder than ``threshold`` RMS."""
+        size = self.output_rate_hz * window_ms // 1000
+        frames = self.output[: len(self.output) // size * size].reshape(-1, size)
+        loud = np.sqrt((frames**2).mean(axis=1)) > threshold
+        return np.flatnonzero(loud) * window_ms
+
+
+def voice_agent(tmp: Path, input_pcm: bytes, *args: str, timeout: float = 300) -> Session:
+    """``voice-agent --input in.wav --output out.wav --report turns.jsonl`` and what it wrote."""
+    wav_in = write_wav(tmp / "in.wav", input_pcm)
+    out, report = tmp / "out.wav", tmp / "turns.jsonl"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_client",
+            "--input",
+            str(wav_in),
+            "--output",
+            str(out),
+            "--report",
+            str(report),
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return read_session(out, report, done.stderr)
+
+
+def read_session(out: Path, report: Path | None, stderr: str = "") -> Session:
+    with wave.open(str(out)) as w:
+        rate = w.getframerate()
+        audio = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+    turns = [json.loads(line) for line in report.read_text().splitlines() if line] if report else []
+    return Session(turns, audio, rate, stderr)
