@@ -58,7 +58,7 @@ def test_unknown_engine_names_the_choices() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("TTS") is not None, reason="coqui-tts is installed")
 def test_missing_coqui_extra_names_the_install_command() -> None:
-    with pytest.raises(ConfigError, match="pip install coqui-tts"):
+    with pytest.raises(ConfigError, match=r"pip install 'voice-agent\[coqui\]'"):
         create_engine(TtsSettings(engine="coqui"))
 
 
