@@ -12,6 +12,7 @@ import collections
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 
@@ -23,13 +24,9 @@ from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 # An end of utterance with no final this long after it was sent held no speech.
 _EOU_ANSWER_S = 10.0
-_RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
 
 Notify = Callable[[str], None]
+R = TypeVar("R")
 
 
 def describe(service: str, address: str, err: grpc.aio.AioRpcError) -> str:
@@ -41,8 +38,29 @@ def describe(service: str, address: str, err: grpc.aio.AioRpcError) -> str:
     return f"the {service} service at {address} answered {err.code().name}: {err.details()}"
 
 
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+async def reconnecting(
+    service: str,
+    address: str,
+    notify: Notify,
+    open_stream: Callable[[grpc.aio.Channel], AsyncIterator[R]],
+    on_response: Callable[[R], None],
+    on_lost: Callable[[], None],
+) -> None:
+    """Run a stream until it ends; when it breaks, say so and open a new one, with backoff."""
+    attempt = 0
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                await channel.channel_ready()
+                attempt = 0
+                async for response in open_stream(channel):
+                    on_response(response)
+                return
+        except grpc.aio.AioRpcError as err:
+            notify(describe(service, address, err))
+            on_lost()
+            await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+            attempt += 1
 
 
 @dataclass
@@ -141,25 +159,21 @@ class SttLink:
                 break
         return Final(result.transcript, self._base_ms + result.start_ms, self._base_ms + result.end_ms)
 
+    def _open(self, channel: grpc.aio.Channel) -> AsyncIterator[stt_pb2.StreamingRecognizeResponse]:
+        self.connected, self._cursor = True, 0  # a new stream: everything pending is sent again
+        call = stt_pb2_grpc.SttServiceStub(channel).StreamingRecognize(self._requests())
+        return call  # type: ignore[no-any-return]
+
+    def _on_response(self, response: stt_pb2.StreamingRecognizeResponse) -> None:
+        for result in response.results:
+            if result.is_final:
+                self._on_final(self._acknowledge(result))
+
+    def _on_lost(self) -> None:
+        self.connected = False
+
     async def run(self) -> None:
-        attempt = 0
-        while not self._closing or self._cursor < len(self._pending):
-            self._cursor = 0
-            try:
-                async with grpc.aio.insecure_channel(self.address) as channel:
-                    await channel.channel_ready()
-                    self.connected, attempt = True, 0
-                    call = stt_pb2_grpc.SttServiceStub(channel).StreamingRecognize(self._requests())
-                    async for response in call:
-                        for result in response.results:
-                            if result.is_final:
-                                self._on_final(self._acknowledge(result))
-                    return
-            except grpc.aio.AioRpcError as err:
-                self.connected = False
-                self._notify(describe("stt", self.address, err))
-                await _backoff(attempt)
-                attempt += 1
+        await reconnecting("stt", self.address, self._notify, self._open, self._on_response, self._on_lost)
 
 
 class LlmLink:
@@ -209,25 +223,20 @@ class LlmLink:
         while (request := await self._outbox.get()) is not None:
             yield request
 
+    def _on_lost(self) -> None:
+        # Requests queued for the lost stream are moot; the turn in progress is asked again.
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+
     async def run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                async with grpc.aio.insecure_channel(self.address) as channel:
-                    await channel.channel_ready()
-                    attempt = 0
-                    async for response in llm_pb2_grpc.LlmServiceStub(channel).StreamingChat(
-                        self._requests()
-                    ):
-                        self._events.put_nowait(response)
-                    return
-            except grpc.aio.AioRpcError as err:
-                self._notify(describe("llm", self.address, err))
-                # Requests queued for the lost stream are moot; the turn in progress is asked again.
-                while not self._outbox.empty():
-                    self._outbox.get_nowait()
-                await _backoff(attempt)
-                attempt += 1
+        await reconnecting(
+            "llm",
+            self.address,
+            self._notify,
+            lambda channel: llm_pb2_grpc.LlmServiceStub(channel).StreamingChat(self._requests()),
+            self._events.put_nowait,
+            self._on_lost,
+        )
 
 
 class TtsLink:
@@ -264,24 +273,19 @@ class TtsLink:
         while (request := await self._outbox.get()) is not None:
             yield request
 
+    def _on_lost(self) -> None:
+        # The rest of the reply being spoken is lost with the stream: end it there.
+        self._on_response(tts_pb2.StreamingSynthesizeResponse(done=tts_pb2.SynthesisDone()))
+
     async def run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                async with grpc.aio.insecure_channel(self.address) as channel:
-                    await channel.channel_ready()
-                    attempt = 0
-                    async for response in tts_pb2_grpc.TtsServiceStub(channel).StreamingSynthesize(
-                        self._requests()
-                    ):
-                        self._on_response(response)
-                    return
-            except grpc.aio.AioRpcError as err:
-                self._notify(describe("tts", self.address, err))
-                # The rest of the reply being spoken is lost with the stream: end it there.
-                self._on_response(tts_pb2.StreamingSynthesizeResponse(done=tts_pb2.SynthesisDone()))
-                await _backoff(attempt)
-                attempt += 1
+        await reconnecting(
+            "tts",
+            self.address,
+            self._notify,
+            lambda channel: tts_pb2_grpc.TtsServiceStub(channel).StreamingSynthesize(self._requests()),
+            self._on_response,
+            self._on_lost,
+        )
 
 
 async def check_reachable(addresses: dict[str, str], timeout_s: float = 3.0) -> list[str]:

@@ -14,8 +14,8 @@ DEFAULT_TTS = "127.0.0.1:50053"
 # wait cuts latency but splits slow speakers' sentences; see bench/e2e.
 DEFAULT_SILENCE_MS = 600
 DEFAULT_VAD_AGGRESSIVENESS = 2
-# Voiced audio needed before a pause counts as an utterance start (3 frames).
-DEFAULT_MIN_SPEECH_MS = 90
+# Voiced audio that starts an utterance: webrtcvad holds a click voiced for 4 frames (120 ms).
+DEFAULT_MIN_SPEECH_MS = 150
 DEFAULT_PRE_ROLL_MS = 300
 # Speech while the agent talks must last this long to interrupt it (a cough does not).
 DEFAULT_BARGE_IN_MS = 300

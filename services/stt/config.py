@@ -25,9 +25,10 @@ class SttSettings(ServerSettings):
     metrics_port: int = DEFAULT_METRICS_PORT
     # "tiny.en" or "base" (shipped offline), any Whisper size name, or a model directory.
     model: str = DEFAULT_MODEL
-    device: str = "cpu"
-    # int8 on CPU; float16 on CUDA.
-    compute_type: str = "int8"
+    # "auto": CUDA where a GPU is present, else the CPU.
+    device: str = "auto"
+    # "auto": float16 on CUDA, int8 on the CPU.
+    compute_type: str = "auto"
     # Threads per decode; 0 lets CTranslate2 choose.
     cpu_threads: int = 0
     # Decodes that run at once; streams beyond it wait their turn.

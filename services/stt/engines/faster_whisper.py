@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 
@@ -27,10 +28,16 @@ class FasterWhisperEngine:
 
     def load(self) -> None:
         settings = self._settings
+        device = settings.device
+        if device == "auto":
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        compute_type = settings.compute_type
+        if compute_type == "auto":
+            compute_type = "float16" if device == "cuda" else "int8"
         self._model = WhisperModel(
             resolve_model(settings.model, settings.model_cache_dir),
-            device=settings.device,
-            compute_type=settings.compute_type,
+            device=device,
+            compute_type=compute_type,
             cpu_threads=settings.cpu_threads,
             num_workers=settings.workers,
         )
@@ -39,8 +46,8 @@ class FasterWhisperEngine:
             model=settings.model,
             languages=list(self._model.supported_languages) if multilingual else ["en"],
             multilingual=multilingual,
-            device=settings.device,
-            compute_type=settings.compute_type,
+            device=device,
+            compute_type=compute_type,
         )
         load_vad()
         # The first decode pays for allocations; pay it before reporting SERVING.

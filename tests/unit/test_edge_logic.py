@@ -1,0 +1,103 @@
+"""The edge client's logic without services: endpointing, what was heard, file clocks, the STT buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from edge_client.clients import SttLink
+from edge_client.config import DEFAULT_MIN_SPEECH_MS
+from edge_client.conversation import Turn, _Piece
+from edge_client.files import WavInput, WavOutput
+from edge_client.vad import FRAME_MS, Edge, Endpointer
+from tests.edge import silence, write_wav
+from tests.speech import english
+from voice.stt.v1 import stt_pb2
+
+FRAME_BYTES = 960
+
+
+def _frames(pcm: bytes) -> list[bytes]:
+    return [pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES)]
+
+
+def test_the_endpointer_finds_one_utterance_with_its_bounds() -> None:
+    rec = english()[4]
+    endpointer = Endpointer(aggressiveness=2, min_speech_ms=DEFAULT_MIN_SPEECH_MS, silence_ms=600)
+    boundaries = [b for f in _frames(silence(1.0) + rec.pcm() + silence(1.0)) if (b := endpointer.push(f))]
+    assert [b.edge for b in boundaries] == [Edge.START, Edge.END]
+    start_ms, end_ms = boundaries[0].frame * FRAME_MS, boundaries[1].frame * FRAME_MS
+    assert (
+        960 <= start_ms <= 1500
+        and 1000 + rec.duration_s * 1000 - 700 <= end_ms <= 1000 + rec.duration_s * 1000
+    )
+
+
+def test_silence_and_a_click_are_not_speech() -> None:
+    endpointer = Endpointer(aggressiveness=2, min_speech_ms=DEFAULT_MIN_SPEECH_MS, silence_ms=600)
+    click = (np.sin(np.arange(480) / 3) * 20000).astype("<i2").tobytes()
+    assert not [
+        x for f in [*_frames(silence(1.0)), click, *_frames(silence(1.0))] if (x := endpointer.push(f))
+    ]
+
+
+def test_heard_text_follows_the_played_samples() -> None:
+    turn = Turn("hi", {})
+    turn.pieces = [_Piece("Sure, I can help.", 0, 1000), _Piece("Here is how it works for you.", 1000, 1200)]
+    assert turn.heard(0) == ""
+    assert turn.heard(1000) == "Sure, I can help."
+    assert turn.heard(1600) == "Sure, I can help. Here is how it"
+    assert turn.heard(5000) == "Sure, I can help. Here is how it works for you."
+
+
+def test_the_recorded_output_follows_the_input_clock(tmp_path: Path) -> None:
+    out = WavOutput(tmp_path / "out.wav", 22050)
+    out.advance(0.5)
+    out.write(b"\x10\x00" * 2205)  # 100 ms
+    out.advance(0.03)
+    out.advance(0.5)
+    out.close()
+    with wave.open(str(tmp_path / "out.wav")) as w:
+        audio = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert len(audio) == round(1.03 * 22050)
+    assert np.flatnonzero(audio)[0] == round(0.5 * 22050) and len(np.flatnonzero(audio)) == 2205
+    assert out.played_samples == 2205
+
+
+async def test_a_fast_input_waits_while_held(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "in.wav", b"\x01\x00" * 16000)
+    held = [False]
+    mic = WavInput(wav, fast=True, hold=lambda: held[0])
+    frames: list[bytes] = []
+    async for frame in mic.frames():
+        frames.append(frame)
+        held[0] = len(frames) in range(5, 10)
+        if mic.ended:
+            mic.stop()
+    assert b"".join(f for f in frames if any(f))[:32000] == b"\x01\x00" * 16000
+    assert sum(1 for f in frames if not any(f)) == 5
+
+
+async def test_stt_audio_is_kept_until_its_final_arrives() -> None:
+    link = SttLink("127.0.0.1:1", lambda final: None, lambda note: None, max_buffer_s=10)
+    for _ in range(10):
+        link.send_audio(b"\x01\x00" * 480)
+    link.end_utterance()
+    for _ in range(3):
+        link.send_audio(b"\x02\x00" * 480)
+    requests = link._requests()
+    sent = [await anext(requests) for _ in range(15)]
+    assert sent[0].HasField("config") and sent[11].HasField("end_of_utterance")
+    # The final covers the first 10 frames: they and their end of utterance are forgotten.
+    final = link._acknowledge(stt_pb2.SpeechRecognitionResult(transcript="x", is_final=True, end_ms=250))
+    assert final.end_ms == 250 and [i.audio for i in link._pending] == [b"\x02\x00" * 480] * 3
+    # A new stream sends what is left again, first.
+    link._cursor = 0
+    again = link._requests()
+    assert [(await anext(again)).WhichOneof("request") for _ in range(4)] == ["config"] + [
+        "audio_content"
+    ] * 3
+    await asyncio.sleep(0)
