@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import sys
@@ -12,6 +13,7 @@ from typing import IO
 
 from rich.console import Console
 
+from edge_client import audio_io
 from edge_client.clients import check_reachable
 from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.conversation import Conversation, Output
@@ -56,9 +58,7 @@ async def _frames_from_file(
 
 
 async def _frames_from_mic(settings: EdgeSettings) -> AsyncIterator[bytes]:
-    from edge_client.audio_io import Microphone, resolve_device
-
-    async with Microphone(resolve_device(settings.input_device, "input")) as mic:
+    async with audio_io.Microphone(audio_io.resolve_device(settings.input_device, "input")) as mic:
         async for frame in mic.frames():
             yield frame
 
@@ -92,10 +92,8 @@ async def run(settings: EdgeSettings) -> int:
             output = WavOutput(settings.output_file, settings.output_rate_hz)
             stack.callback(output.close)
         else:
-            from edge_client.audio_io import Speaker, resolve_device
-
-            device = resolve_device(settings.output_device, "output")
-            output = await stack.enter_async_context(Speaker(device, settings.output_rate_hz))
+            device = audio_io.resolve_device(settings.output_device, "output")
+            output = await stack.enter_async_context(audio_io.Speaker(device, settings.output_rate_hz))
         report: IO[str] | None = None
         if settings.report_file is not None:
             report = stack.enter_context(settings.report_file.open("w"))
@@ -145,26 +143,26 @@ def _summary(conversation: Conversation) -> None:
     console.print(f"[bold]Session:[/] {text}")
 
 
+def _devices(args: argparse.Namespace) -> None:
+    if args.list_devices:
+        print(audio_io.list_devices())
+    if args.test_mic:
+        audio_io.test_microphone(audio_io.resolve_device(args.input_device, "input"))
+    if args.test_speaker:
+        audio_io.test_speaker(audio_io.resolve_device(args.output_device, "output"))
+
+
 def main() -> None:
     args = parser().parse_args()
-    if args.list_devices or args.test_mic or args.test_speaker:
-        from edge_client import audio_io
-
-        if args.list_devices:
-            print(audio_io.list_devices())
-        if args.test_mic:
-            audio_io.test_microphone(audio_io.resolve_device(args.input_device, "input"))
-        if args.test_speaker:
-            audio_io.test_speaker(audio_io.resolve_device(args.output_device, "output"))
-        return
-    settings = from_args(args)
     try:
-        code = asyncio.run(run(settings))
+        if args.list_devices or args.test_mic or args.test_speaker:
+            _devices(args)
+            code = 0
+        else:
+            code = asyncio.run(run(from_args(args)))
     except KeyboardInterrupt:
         code = 130
-    except Exception as exc:  # the audio device errors carry a message to act on
-        if type(exc).__name__ != "AudioDeviceError":
-            raise
+    except audio_io.AudioDeviceError as exc:
         show("note", str(exc))
         code = 2
     sys.exit(code)

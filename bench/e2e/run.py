@@ -155,7 +155,7 @@ def report(runs: list[Run]) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 1.2 * len(runs) + 2.5))
     names = [r.name for r in runs]
-    left.boxplot([r.latencies_ms for r in runs], vert=False, tick_labels=names)
+    left.boxplot([r.latencies_ms for r in runs], orientation="horizontal", tick_labels=names)
     left.axvline(800, color="red", linestyle="--", label="target 800 ms")
     left.set_xlabel("voice-to-voice latency (ms)")
     left.legend()

@@ -187,7 +187,7 @@ def report(rows: list[Row]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.5))
-    ax.boxplot([r.latencies_ms for r in rows], vert=False, tick_labels=[r.name for r in rows])
+    ax.boxplot([r.latencies_ms for r in rows], orientation="horizontal", tick_labels=[r.name for r in rows])
     ax.axvline(150, color="red", linestyle="--", label="target 150 ms")
     ax.set_xlabel("end of utterance -> final transcript (ms)")
     ax.legend()

@@ -6,6 +6,9 @@ import numpy as np
 import soxr
 
 _INT16_SCALE = 32768.0
+# Rates the services take and give (LINEAR16 mono).
+MIN_SAMPLE_RATE_HZ = 8000
+MAX_SAMPLE_RATE_HZ = 48000
 
 
 def pcm16_to_float(data: bytes) -> np.ndarray:

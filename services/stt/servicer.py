@@ -8,7 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from services.common.audio import StreamResampler, pcm16_to_float, resample
+from services.common.audio import (
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+    StreamResampler,
+    pcm16_to_float,
+    resample,
+)
 from services.common.errors import InvalidArgument, OutOfRange, stream_errors, unary_errors
 from services.stt.config import DEFAULT_ENDPOINT_SILENCE_MS, SttSettings
 from services.stt.engine import SAMPLE_RATE_HZ, SttEngine, Transcript
@@ -17,8 +23,6 @@ from voice.audio.v1 import audio_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 SERVICE_NAME = stt_pb2.DESCRIPTOR.services_by_name["SttService"].full_name
-MIN_RATE_HZ = 8000
-MAX_RATE_HZ = 48000
 _ENCODINGS = (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_LINEAR16)
 
 
@@ -96,9 +100,10 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
                 f"unknown audio encoding {config.encoding}; "
                 "send LINEAR16 (16-bit signed little-endian mono PCM)"
             )
-        if not MIN_RATE_HZ <= config.sample_rate_hz <= MAX_RATE_HZ:
+        if not MIN_SAMPLE_RATE_HZ <= config.sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
             raise InvalidArgument(
-                f"sample_rate_hz {config.sample_rate_hz} is out of range; use {MIN_RATE_HZ} to {MAX_RATE_HZ}"
+                f"sample_rate_hz {config.sample_rate_hz} is out of range; "
+                f"use {MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ}"
             )
         return StreamConfig(
             language=self._language(config.language_code),
@@ -162,8 +167,8 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
             multilingual=info.multilingual,
             device=info.device,
             compute_type=info.compute_type,
-            min_sample_rate_hz=MIN_RATE_HZ,
-            max_sample_rate_hz=MAX_RATE_HZ,
+            min_sample_rate_hz=MIN_SAMPLE_RATE_HZ,
+            max_sample_rate_hz=MAX_SAMPLE_RATE_HZ,
             supports_interim_results=True,
             supports_word_time_offsets=True,
             supports_endpointing=True,

@@ -10,8 +10,6 @@ import soxr
 from services.tts.engine import Samples
 
 MAX_CHUNK_MS = 100
-MIN_SAMPLE_RATE_HZ = 8000
-MAX_SAMPLE_RATE_HZ = 48000
 
 
 def resample(samples: Samples, from_hz: int, to_hz: int) -> Samples:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.audio import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 from services.common.errors import InvalidArgument
 from services.common.metrics import STAGE_LATENCY
-from services.tts.audio import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, resample, split
+from services.tts.audio import resample, split
 from services.tts.engine import Engine, Samples, VoiceInfo, VoiceRequest
 from services.tts.text import Chunker, Piece
 

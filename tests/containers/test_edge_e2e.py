@@ -159,3 +159,16 @@ def test_an_utterance_spoken_while_stt_restarts_is_not_lost(stack: None, tmp_pat
     session = read_session(out, report, stderr)
     assert len(session.turns) == 2, session.turns
     assert wer(second.text, str(session.turns[1]["user_text"])) <= MAX_CLIP_WER, session.turns
+
+
+def test_typed_turns_are_spoken(stack: None, tmp_path: Path) -> None:
+    out, report = tmp_path / "out.wav", tmp_path / "turns.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_client", "--text", "--output", str(out), "--report", str(report),
+         "--max-tokens", "20"],
+        cwd=REPO, input="Hello, who are you?\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    session = read_session(out, report, done.stderr)
+    assert [t["user_text"] for t in session.turns] == ["Hello, who are you?"]
+    assert str(session.turns[0]["agent_text"]).strip() and session.audible().size > 50
