@@ -44,30 +44,20 @@ class Session:
         return np.flatnonzero(loud) * window_ms
 
 
-def voice_agent(tmp: Path, input_pcm: bytes, *args: str, timeout: float = 300) -> Session:
-    """``voice-agent --input in.wav --output out.wav --report turns.jsonl`` and what it wrote."""
+def command(tmp: Path, input_pcm: bytes, *args: str) -> list[str]:
+    """``voice-agent --input in.wav --output out.wav --report turns.jsonl ARGS`` in ``tmp``."""
     wav_in = write_wav(tmp / "in.wav", input_pcm)
-    out, report = tmp / "out.wav", tmp / "turns.jsonl"
+    return [sys.executable, "-m", "edge_client", "--input", str(wav_in), "--output", str(tmp / "out.wav"),
+            "--report", str(tmp / "turns.jsonl"), *args]  # fmt: skip
+
+
+def voice_agent(tmp: Path, input_pcm: bytes, *args: str, timeout: float = 300) -> Session:
+    """Run ``command`` to its end; what it wrote."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edge_client",
-            "--input",
-            str(wav_in),
-            "--output",
-            str(out),
-            "--report",
-            str(report),
-            *args,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        command(tmp, input_pcm, *args), cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stderr
-    return read_session(out, report, done.stderr)
+    return read_session(tmp / "out.wav", tmp / "turns.jsonl", done.stderr)
 
 
 def read_session(out: Path, report: Path | None, stderr: str = "") -> Session:

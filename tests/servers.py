@@ -9,6 +9,10 @@ import grpc
 
 from services.common.config import ServerSettings
 from services.common.server import VoiceServer, build_server
+from services.stt.config import SttSettings
+from services.stt.engine import create_engine
+from services.stt.servicer import SERVICE_NAME, SttServicer
+from voice.stt.v1 import stt_pb2_grpc
 
 
 @asynccontextmanager
@@ -29,3 +33,16 @@ async def running_server(
         yield server
     finally:
         await server.stop(0)
+
+
+@asynccontextmanager
+async def stt_stub(settings: SttSettings) -> AsyncIterator[stt_pb2_grpc.SttServiceStub]:
+    """The STT service with its real model, in-process; a client stub for it."""
+    engine = create_engine(settings)
+    servicer = SttServicer(engine, settings)
+    register = lambda server: stt_pb2_grpc.add_SttServiceServicer_to_server(servicer, server)  # noqa: E731
+    async with (
+        running_server(settings, register, [SERVICE_NAME], engine.load) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield stt_pb2_grpc.SttServiceStub(channel)

@@ -18,7 +18,7 @@ from edge_client.conversation import Conversation, State
 from edge_client.files import WavOutput
 from edge_client.vad import FRAME_MS
 from tests.containers.conftest import compose
-from tests.edge import read_session, silence, voice_agent, write_wav
+from tests.edge import command, read_session, silence, voice_agent
 from tests.speech import REPO, english, wer
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
@@ -123,22 +123,9 @@ async def test_speaking_over_the_reply_cuts_it_short(stack: None, tmp_path: Path
 def test_an_utterance_spoken_while_stt_restarts_is_not_lost(stack: None, tmp_path: Path) -> None:
     first, second = english()[5], english()[4]
     pcm = silence(0.3) + first.pcm() + silence(16.0) + second.pcm() + silence(1.0)
-    wav_in = write_wav(tmp_path / "in.wav", pcm)
     out, report = tmp_path / "out.wav", tmp_path / "turns.jsonl"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge_client",
-            "--input",
-            str(wav_in),
-            "--output",
-            str(out),
-            "--report",
-            str(report),
-            "--max-tokens",
-            "30",
-        ],
+        command(tmp_path, pcm, "--max-tokens", "30"),
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,

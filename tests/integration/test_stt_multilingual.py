@@ -9,9 +9,7 @@ import jiwer
 import pytest
 
 from services.stt.config import SttSettings
-from services.stt.engine import create_engine
-from services.stt.servicer import SERVICE_NAME, SttServicer
-from tests.servers import running_server
+from tests.servers import stt_stub
 from tests.speech import english, normalize, russian, wer
 from tests.stt_client import stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -19,15 +17,8 @@ from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 @pytest.fixture(scope="module")
 async def stub() -> AsyncIterator[stt_pb2_grpc.SttServiceStub]:
-    settings = SttSettings(model="base")
-    engine = create_engine(settings)
-    servicer = SttServicer(engine, settings)
-    register = lambda server: stt_pb2_grpc.add_SttServiceServicer_to_server(servicer, server)  # noqa: E731
-    async with (
-        running_server(settings, register, [SERVICE_NAME], engine.load) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        yield stt_pb2_grpc.SttServiceStub(channel)
+    async with stt_stub(SttSettings(model="base")) as stub:
+        yield stub
 
 
 async def test_russian_is_detected_and_transcribed(stub: stt_pb2_grpc.SttServiceStub) -> None:

@@ -13,10 +13,8 @@ from faster_whisper import WhisperModel
 
 from services.common.audio import pcm16_to_float
 from services.stt.config import SttSettings
-from services.stt.engine import create_engine
 from services.stt.models import tiny_en_path
-from services.stt.servicer import SERVICE_NAME, SttServicer
-from tests.servers import running_server
+from tests.servers import stt_stub
 from tests.speech import corpus_wer, english, normalize, wer
 from tests.stt_client import requests_for, silence, stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -28,15 +26,8 @@ MAX_CLIP_WER = 0.3
 
 @pytest.fixture(scope="module")
 async def stub() -> AsyncIterator[stt_pb2_grpc.SttServiceStub]:
-    settings = SttSettings(max_stream_s=30)
-    engine = create_engine(settings)
-    servicer = SttServicer(engine, settings)
-    register = lambda server: stt_pb2_grpc.add_SttServiceServicer_to_server(servicer, server)  # noqa: E731
-    async with (
-        running_server(settings, register, [SERVICE_NAME], engine.load) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        yield stt_pb2_grpc.SttServiceStub(channel)
+    async with stt_stub(SttSettings(max_stream_s=30)) as stub:
+        yield stub
 
 
 async def test_streamed_transcripts_match_the_references(stub: stt_pb2_grpc.SttServiceStub) -> None:
