@@ -7,6 +7,7 @@ LLAMA_CPP := llama-cpp-python==0.3.36
 # virtual environment and the LLM image (through ./wheels, the image's build context).
 WHEEL_CACHE ?= $(HOME)/.cache/voice-agent/wheels
 PROTOS := $(shell find protos -name '*.proto')
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: venv wheels system-deps protos lint images test run up down bench clean
 
@@ -32,9 +33,9 @@ venv: $(VENV)/.installed
 # PortAudio for the microphone and speaker; JACK's dummy driver gives the tests sound devices.
 system-deps:
 	@if ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v jackd >/dev/null; then \
-		echo "jackd2 jackd/tweak_rt_limits boolean false" | debconf-set-selections; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			libportaudio2 jackd2 >/dev/null; \
+		echo "jackd2 jackd/tweak_rt_limits boolean false" | $(SUDO) debconf-set-selections; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends libportaudio2 jackd2 >/dev/null; \
 	fi
 
 protos: venv

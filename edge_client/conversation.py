@@ -232,7 +232,7 @@ class Conversation:
         else:
             self._show("ai", f"{line['agent_text']} [interrupted]")
         t = turn.t_ms
-        if "first_audio" in t:
+        if "first_audio" in t and "speech_end" in t:
             self._show(
                 "latency",
                 f"end of speech -> transcript {t['transcript_final'] - t['speech_end']:.0f} ms"
