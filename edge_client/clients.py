@@ -209,6 +209,12 @@ class LlmLink:
             self.history[-1].content = heard
         self._outbox.put_nowait(llm_pb2.StreamingChatRequest(truncate=llm_pb2.Truncate(heard_text=heard)))
 
+    def retract(self) -> None:
+        """Withdraw the last turn (ended) from the conversation, here and in the service."""
+        while self.history and self.history.pop().role != llm_pb2.ROLE_USER:
+            pass
+        self._outbox.put_nowait(llm_pb2.StreamingChatRequest(retract=llm_pb2.Retract()))
+
     def close(self) -> None:
         self._outbox.put_nowait(None)
 

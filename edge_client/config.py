@@ -13,6 +13,9 @@ DEFAULT_TTS = "127.0.0.1:50053"
 # Silence that ends the user's turn. The services decode during it, so a shorter
 # wait cuts latency but splits slow speakers' sentences; see bench/e2e.
 DEFAULT_SILENCE_MS = 600
+# A pause this long finalises the utterance and starts a reply, held until the
+# silence reaches DEFAULT_SILENCE_MS (and dropped if the user goes on). 0: off.
+DEFAULT_PAUSE_MS = 200
 DEFAULT_VAD_AGGRESSIVENESS = 2
 # Voiced audio that starts an utterance: webrtcvad holds a click voiced for 4 frames (120 ms).
 DEFAULT_MIN_SPEECH_MS = 150
@@ -34,6 +37,7 @@ class EdgeSettings:
     output_device: str | None = None
     vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
     silence_ms: int = DEFAULT_SILENCE_MS
+    pause_ms: int = DEFAULT_PAUSE_MS
     min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
     pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
     barge_in_ms: int = DEFAULT_BARGE_IN_MS
@@ -75,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--vad-aggressiveness", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS)
     p.add_argument("--silence-ms", type=int, default=DEFAULT_SILENCE_MS, help="silence that ends your turn")
     p.add_argument(
+        "--pause-ms",
+        type=int,
+        default=DEFAULT_PAUSE_MS,
+        help="pause after which a reply is prepared, played only if the silence lasts (0: off)",
+    )
+    p.add_argument(
         "--barge-in-ms", type=int, default=DEFAULT_BARGE_IN_MS, help="speech that interrupts the agent"
     )
     p.add_argument(
@@ -107,6 +117,7 @@ def from_args(args: argparse.Namespace) -> EdgeSettings:
         output_device=args.output_device,
         vad_aggressiveness=args.vad_aggressiveness,
         silence_ms=args.silence_ms,
+        pause_ms=args.pause_ms,
         barge_in_ms=args.barge_in_ms,
         duplex=args.duplex,
         voice=args.voice,

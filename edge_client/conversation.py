@@ -5,6 +5,12 @@
     THINKING/SPEAKING --user speaks past the barge-in time--> HEARING (turn cut short)
 
 The microphone is never paused: its frames go to the STT stream the whole time.
+
+A reply starts before the end of the user's turn is certain: at the first short
+pause the utterance is finalised and the reply is generated and synthesized, but
+held. If the silence lasts to the end of the turn, the held audio plays at once;
+if the user goes on speaking, the reply is withdrawn (from the model's context
+too) and the next transcript is joined to this one.
 """
 
 from __future__ import annotations
@@ -55,14 +61,27 @@ class _Piece:
 
 
 @dataclass
+class _Utterance:
+    start: float  # ms: where speech began, or resumed after a pause
+    end: float
+    turn_start: float  # ms: where the user's turn began
+    ended: bool = False  # the silence lasted to the end of the turn
+    continued: bool = False  # the user went on after its pause
+
+
+@dataclass
 class Turn:
     user_text: str
     t_ms: dict[str, float]
     agent_text: str = ""  # what the model wrote
     interrupted: bool = False
     heard_text: str = ""  # set when interrupted: what was played before the cut
+    tentative: bool = False  # the user may not be done: audio is held, not played
+    retracted: bool = False  # the user went on: the turn never happened
+    held: list[tts_pb2.SynthesizedAudio] = field(default_factory=list)
     pieces: list[_Piece] = field(default_factory=list)
     synthesized: asyncio.Event = field(default_factory=asyncio.Event)
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def heard(self, played: int) -> str:
         """The reply up to the sample the speaker reached; a piece cut midway, in proportion."""
@@ -103,17 +122,20 @@ class Conversation:
         self.turns: list[dict[str, object]] = []  # report lines
         self.finished: list[Turn] = []
         self._endpointer = Endpointer(
-            settings.vad_aggressiveness, settings.min_speech_ms, settings.silence_ms
+            settings.vad_aggressiveness, settings.min_speech_ms, settings.silence_ms, settings.pause_ms
         )
         self.stt = SttLink(settings.stt, self._on_final, self._note, MAX_BUFFERED_AUDIO_S)
         self.llm = LlmLink(settings.llm, settings.system_prompt, settings.max_tokens, self._note)
         self.tts = TtsLink(settings.tts, settings.voice, speaker.sample_rate_hz, self._on_tts, self._note)
-        self._utterances: list[tuple[float, float]] = []  # (speech_start, speech_end) awaiting finals
+        self._utterances: list[_Utterance] = []  # awaiting their finals
+        self._last: _Utterance | None = None  # the latest utterance
+        self._carry = ""  # transcript of a pause the user spoke on after
         self._turn: Turn | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._written = 0  # speaker samples written (in the speaker's played coordinates)
         self._frames = 0
         self._speech_start = 0.0
+        self._turn_start = 0.0
         self._tts_discard = False  # audio of a cancelled reply may still arrive: drop it
         self._last_frame_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -155,18 +177,13 @@ class Conversation:
         muted = self.settings.duplex == "half" and self.state == State.SPEAKING
         self.stt.send_audio(bytes(len(frame)) if muted else frame)
         boundary = self._endpointer.push(bytes(len(frame)) if muted else frame)
-        if boundary is not None and boundary.edge is Edge.START:
-            self._speech_start = boundary.frame * FRAME_MS
-            if self._turn is None:
-                self._set_state(State.HEARING)
-        elif boundary is not None and boundary.edge is Edge.END:
-            self._utterances.append((self._speech_start, (boundary.frame + 1) * FRAME_MS))
-            self.stt.end_utterance()
-            if self._turn is None:
-                self._set_state(State.LISTENING)
+        if boundary is not None:
+            self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
+        turn = self._turn
         if (
-            self._turn is not None
-            and not self._turn.interrupted
+            turn is not None
+            and not turn.interrupted
+            and not turn.tentative
             and self._endpointer.speech_ms() >= self.settings.barge_in_ms
             and self.settings.duplex == "full"
         ):
@@ -175,28 +192,68 @@ class Conversation:
         while (
             self._utterances
             and self.stt.connected
-            and self.now_ms() - self._utterances[0][1] > _FINAL_WAIT_MS
+            and self.now_ms() - self._utterances[0].end > _FINAL_WAIT_MS
         ):
             self._utterances.pop(0)
         if not self.busy:
             self.stt.trim_idle(self.settings.pre_roll_ms + 1000)
 
+    def _on_boundary(self, edge: Edge, at_ms: float) -> None:
+        if edge is Edge.START:
+            self._speech_start = self._turn_start = at_ms
+            if self._turn is None:
+                self._set_state(State.HEARING)
+            return
+        if edge is Edge.RESUME:
+            self._speech_start = at_ms
+            if self._last is not None:
+                self._last.continued = True
+            if self._turn is not None and self._turn.tentative:
+                self._retract(self._turn)
+            return
+        if edge is Edge.PAUSE or self._last is None or self._last.ended or self._last.continued:
+            # The utterance is finalised now; a reply may start, held until the end is sure.
+            self._last = _Utterance(self._speech_start, at_ms + FRAME_MS, self._turn_start)
+            self._utterances.append(self._last)
+            self.stt.end_utterance()
+            if edge is Edge.PAUSE:
+                return
+        self._last.ended = True  # END: the silence lasted
+        if self._turn is not None and self._turn.tentative:
+            self._release(self._turn)
+        elif self._turn is None:
+            self._set_state(State.LISTENING)
+
     def _on_final(self, final: Final) -> None:
         # The utterance this final belongs to: the last one that began before its words ended.
-        start, end = self._speech_start, final.end_ms
-        while self._utterances and self._utterances[0][0] <= final.end_ms:
-            start, end = self._utterances.pop(0)
+        utterance = _Utterance(self._speech_start, final.end_ms, self._turn_start, ended=True)
+        while self._utterances and self._utterances[0].start <= final.end_ms:
+            utterance = self._utterances.pop(0)
         text = final.text.strip()
+        if utterance.continued:
+            self._carry = f"{self._carry} {text}".strip()
+            return
+        text, self._carry = f"{self._carry} {text}".strip(), ""
         if not text:
             return
         self._show("you", text)
-        self.ask(text, {"speech_start": start, "speech_end": end, "transcript_final": self.now_ms()})
+        t_ms = {
+            "speech_start": utterance.turn_start,
+            "speech_end": utterance.end,
+            "transcript_final": self.now_ms(),
+        }
+        self.ask(text, t_ms, tentative=not utterance.ended)
 
-    def ask(self, text: str, t_ms: dict[str, float]) -> None:
-        """Start the agent's turn on what the user said (or typed)."""
-        if self._turn is not None and not self._turn.interrupted:
+    def ask(self, text: str, t_ms: dict[str, float], tentative: bool = False) -> None:
+        """Start the agent's turn on what the user said (or typed); a tentative one is held."""
+        if self._turn is not None and self._turn.tentative:
+            self._retract(self._turn)  # a held reply to what is now only the start of this
+            text, self._carry = f"{self._carry} {text}".strip(), ""
+        elif self._turn is not None and not self._turn.interrupted:
             self._barge_in()  # the user said more before the reply was done: answer that instead
-        turn, previous = Turn(text, t_ms), self._turn_task
+        turn, previous = Turn(text, t_ms, tentative=tentative), self._turn_task
+        if not tentative:
+            turn.confirmed.set()
         self._turn = turn
         self._turn_task = asyncio.create_task(self._run_turn(turn, previous))
 
@@ -216,16 +273,24 @@ class Conversation:
             if not turn.interrupted:
                 self.tts.flush()
                 await turn.synthesized.wait()
+                await turn.confirmed.wait()
                 self.speaker.flush_pending()
                 while self.speaker.played_samples < self._written and not turn.interrupted:
                     await asyncio.sleep(FRAME_MS / 1000 / 3)
-            if turn.interrupted:
+            if turn.retracted:
+                self.llm.retract()
+            elif turn.interrupted:
                 # Cut while generating or while playing: the model's context keeps what was heard.
                 self.llm.truncate(turn.heard_text)
         finally:
             self._finish(turn)
 
     def _finish(self, turn: Turn) -> None:
+        if self._turn is turn:
+            self._turn = None
+            self._set_state(State.HEARING if self._endpointer.speaking else State.LISTENING)
+        if turn.retracted:
+            return
         line = turn.report()
         if not turn.interrupted:
             self._show("ai", str(line["agent_text"]))
@@ -244,9 +309,6 @@ class Conversation:
         if self._report is not None:
             self._report.write(json.dumps(line) + "\n")
             self._report.flush()
-        if self._turn is turn:
-            self._turn = None
-            self._set_state(State.HEARING if self._endpointer.speaking else State.LISTENING)
 
     def _on_tts(self, response: tts_pb2.StreamingSynthesizeResponse) -> None:
         turn = self._turn
@@ -258,7 +320,12 @@ class Conversation:
             return
         if turn is None or turn.interrupted or self._tts_discard:
             return
-        chunk = response.audio
+        if turn.tentative:
+            turn.held.append(response.audio)
+        else:
+            self._play(turn, response.audio)
+
+    def _play(self, turn: Turn, chunk: tts_pb2.SynthesizedAudio) -> None:
         samples = len(chunk.audio_content) // 2
         if chunk.text or not turn.pieces:
             turn.pieces.append(_Piece(chunk.text, self._written))
@@ -270,6 +337,26 @@ class Conversation:
             self._set_state(State.SPEAKING)
         self.speaker.write(chunk.audio_content)
         self._written += samples
+
+    def _release(self, turn: Turn) -> None:
+        """The user's turn did end: play what was held, and the rest as it comes."""
+        turn.tentative = False
+        for chunk in turn.held:
+            self._play(turn, chunk)
+        turn.held.clear()
+        turn.confirmed.set()
+
+    def _retract(self, turn: Turn) -> None:
+        """The user went on speaking: drop the held reply; the next transcript joins this one."""
+        turn.retracted = turn.interrupted = True
+        self._carry = f"{turn.user_text} {self._carry}".strip()
+        self.llm.cancel()
+        self.tts.cancel()
+        self._tts_discard = True
+        turn.synthesized.set()
+        turn.confirmed.set()
+        self._turn = None
+        self._set_state(State.HEARING)
 
     def _barge_in(self) -> None:
         turn = self._turn

@@ -14,6 +14,8 @@ RATE_HZ = 16000
 
 class Edge(Enum):
     START = "start"
+    PAUSE = "pause"  # a short silence: the utterance may be over
+    RESUME = "resume"  # speech again after a pause, before the end
     END = "end"
 
 
@@ -25,16 +27,19 @@ class Boundary:
 
 
 class Endpointer:
-    """Feeds 30 ms frames of 16 kHz PCM; says when speech starts and when it has ended.
+    """Feeds 30 ms frames of 16 kHz PCM; says when speech starts, pauses, resumes and ends.
 
     Speech starts after ``min_speech_ms`` of voiced frames (a click does not
-    count) and ends after ``silence_ms`` without voiced frames.
+    count), pauses after ``pause_ms`` without voiced frames (0: never), resumes
+    with ``min_speech_ms`` of voice again, and ends after ``silence_ms`` of silence.
     """
 
-    def __init__(self, aggressiveness: int, min_speech_ms: int, silence_ms: int) -> None:
+    def __init__(self, aggressiveness: int, min_speech_ms: int, silence_ms: int, pause_ms: int = 0) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         self._start_frames = max(1, min_speech_ms // FRAME_MS)
         self._end_frames = max(1, silence_ms // FRAME_MS)
+        self._pause_frames = pause_ms // FRAME_MS if 0 < pause_ms < silence_ms else 0
+        self._paused = False
         self._recent: collections.deque[bool] = collections.deque(maxlen=self._start_frames + 1)
         self._frame = -1
         self._last_voiced = -1
@@ -54,10 +59,17 @@ class Endpointer:
                 self.start_frame = self._frame - len(self._recent) + 1 + self._recent.index(True)
                 return Boundary(Edge.START, self.start_frame)
             return None
-        if self._frame - self._last_voiced >= self._end_frames:
-            self.speaking = False
+        silent = self._frame - self._last_voiced
+        if self._paused and voiced and sum(self._recent) >= self._start_frames:
+            self._paused = False
+            return Boundary(Edge.RESUME, self._frame)
+        if silent >= self._end_frames:
+            self.speaking = self._paused = False
             self._recent.clear()
             return Boundary(Edge.END, self._last_voiced)
+        if self._pause_frames and not self._paused and silent >= self._pause_frames:
+            self._paused = True
+            return Boundary(Edge.PAUSE, self._last_voiced)
         return None
 
     def speech_ms(self) -> int:

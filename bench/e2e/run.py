@@ -7,7 +7,7 @@ The same is measured for a sequential pipeline built the way the original design
 works (wait 810 ms of silence, then the whole transcription, the whole reply, the
 whole synthesis) on the same services and models.
 
-    docker compose up -d --wait && python -m bench.e2e.run [--silence-ms 600] [--max-tokens 40]
+    docker compose up -d --wait && python -m bench.e2e.run [--silence-ms 600] [--pause-ms 200 0]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from edge_client.config import DEFAULT_PAUSE_MS
 from tests.edge import read_session, silence, write_wav
 from tests.speech import REPO, Recording, english
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
@@ -61,8 +62,9 @@ def true_end_of_speech_ms(rec: Recording) -> float:
     return LEAD_S * 1000 + float(_loud_windows_ms(audio, 16000)[-1]) + 10
 
 
-def ours(recordings: list[Recording], silence_ms: int, max_tokens: int) -> Run:
-    run = Run(f"streaming, end of turn after {silence_ms} ms")
+def ours(recordings: list[Recording], silence_ms: int, pause_ms: int, max_tokens: int) -> Run:
+    held = f", reply prepared at a {pause_ms} ms pause" if pause_ms else ""
+    run = Run(f"streaming, end of turn after {silence_ms} ms{held}")
     for rec in recordings:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
@@ -70,7 +72,8 @@ def ours(recordings: list[Recording], silence_ms: int, max_tokens: int) -> Run:
             out, report = tmp / "out.wav", tmp / "turns.jsonl"
             subprocess.run(
                 [sys.executable, "-m", "edge_client", "--input", str(wav), "--output", str(out),
-                 "--report", str(report), "--silence-ms", str(silence_ms), "--max-tokens", str(max_tokens)],
+                 "--report", str(report), "--silence-ms", str(silence_ms), "--pause-ms", str(pause_ms),
+                 "--max-tokens", str(max_tokens)],
                 cwd=REPO, check=True, capture_output=True, timeout=300,
             )  # fmt: skip
             session = read_session(out, report)
@@ -177,10 +180,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--silence-ms", nargs="+", type=int, default=[600])
+    parser.add_argument("--pause-ms", nargs="+", type=int, default=[DEFAULT_PAUSE_MS, 0])
     parser.add_argument("--max-tokens", type=int, default=40)
     args = parser.parse_args()
     recordings = english()
-    runs = [ours(recordings, silence_ms, args.max_tokens) for silence_ms in args.silence_ms]
+    runs = [
+        ours(recordings, silence_ms, pause_ms, args.max_tokens)
+        for silence_ms in args.silence_ms
+        for pause_ms in args.pause_ms
+    ]
     runs.append(asyncio.run(sequential(recordings, args.max_tokens)))
     report(runs)
 

@@ -1,4 +1,4 @@
-"""One conversation: its history, the turn being generated, cancel and truncate."""
+"""One conversation: its history, the turn being generated, cancel, truncate and retract."""
 
 from __future__ import annotations
 
@@ -115,6 +115,14 @@ class Conversation:
         for i in range(len(self.history) - 1, -1, -1):
             if self.history[i].role == "assistant":
                 self.history[i] = Message("assistant", heard_text)
+                return True
+        return False
+
+    def retract(self) -> bool:
+        """Forget the last user turn and the reply after it; False if there is none."""
+        for i in range(len(self.history) - 1, self._first_kept - 1, -1):
+            if self.history[i].role == "user":
+                del self.history[i:]
                 return True
         return False
 

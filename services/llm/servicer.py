@@ -123,7 +123,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         pending: set[threading.Event],
         out: asyncio.Queue[_Out],
     ) -> None:
-        """Read requests while turns run: cancels act at once, turns and truncates in order."""
+        """Read requests while turns run: cancels act at once; turns, truncates, retracts in order."""
         commands: asyncio.Queue[tuple[llm_pb2.StreamingChatRequest, threading.Event] | None] = asyncio.Queue()
         worker = asyncio.create_task(self._work(conversation, commands, pending, out))
         try:
@@ -131,16 +131,16 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                 kind = request.WhichOneof("request")
                 if kind == "config":
                     raise InvalidArgument("config may be sent only once, as the first message of a stream")
-                if kind == "cancel":
+                if kind in ("cancel", "retract"):
                     for event in pending:
                         event.set()
-                elif kind in ("user_turn", "truncate"):
+                if kind in ("user_turn", "truncate", "retract"):
                     event = threading.Event()
                     if kind == "user_turn":
                         pending.add(event)
                     commands.put_nowait((request, event))
-                else:
-                    raise InvalidArgument("a request must set config, user_turn, cancel or truncate")
+                elif kind != "cancel":
+                    raise InvalidArgument("a request must set config, user_turn, cancel, truncate or retract")
             commands.put_nowait(None)
             await worker
             out.put_nowait(None)
@@ -162,6 +162,10 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
             if request.WhichOneof("request") == "truncate":
                 if not conversation.truncate(request.truncate.heard_text):
                     log.warning("truncate before any reply; ignored")
+                continue
+            if request.WhichOneof("request") == "retract":
+                if not conversation.retract():
+                    log.warning("retract before any turn; ignored")
                 continue
             index = conversation.next_index
 

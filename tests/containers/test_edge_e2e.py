@@ -20,6 +20,7 @@ from edge_client.vad import FRAME_MS
 from tests.containers.conftest import compose
 from tests.edge import command, read_session, silence, voice_agent
 from tests.speech import REPO, english, wer
+from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 MAX_CLIP_WER = 0.3
@@ -159,3 +160,32 @@ def test_typed_turns_are_spoken(stack: None, tmp_path: Path) -> None:
     session = read_session(out, report, done.stderr)
     assert [t["user_text"] for t in session.turns] == ["Hello, who are you?"]
     assert str(session.turns[0]["agent_text"]).strip() and session.audible().size > 50
+
+
+async def test_a_pause_inside_the_turn_does_not_split_it(stack: None, tmp_path: Path) -> None:
+    """A reply prepared at a 400 ms pause is withdrawn when the user goes on: one turn, both parts."""
+    first, second = english()[5], english()[6]
+    settings = EdgeSettings(max_tokens=20)
+    output = WavOutput(tmp_path / "out.wav", settings.output_rate_hz)
+    conversation = Conversation(settings, output, lambda kind, text: None)
+    pcm = silence(0.3) + first.pcm() + silence(0.4) + second.pcm() + silence(1.0)
+
+    async def paced() -> AsyncIterator[bytes]:
+        rest = pcm
+        while rest or conversation.busy:
+            frame, rest = rest[:FRAME_BYTES], rest[FRAME_BYTES:]
+            output.advance(FRAME_MS / 1000)
+            yield frame.ljust(FRAME_BYTES, b"\0")
+            await asyncio.sleep(FRAME_MS / 1000)
+
+    conversation.start()
+    await asyncio.wait_for(conversation.listen(paced()), 120)
+    await conversation.close()
+    output.close()
+    assert len(conversation.turns) == 1, conversation.turns
+    turn = conversation.turns[0]
+    assert wer(f"{first.text} {second.text}", str(turn["user_text"])) <= MAX_CLIP_WER
+    # The model's context has the whole turn once, and nothing of the withdrawn reply.
+    assert [m.role for m in conversation.llm.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
+    t = turn["t_ms"]
+    assert isinstance(t, dict) and t["first_audio"] >= t["speech_end"]

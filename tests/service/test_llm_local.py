@@ -177,6 +177,23 @@ async def test_truncate_replaces_the_reply_with_what_was_heard(
     await call.done_writing()
 
 
+async def test_retract_withdraws_the_turn_and_its_running_reply(
+    stub: llm_pb2_grpc.LlmServiceStub, engine: RecordingEngine
+) -> None:
+    call = stub.StreamingChat()
+    await call.write(config(max_tokens=200))
+    _, kept = await turn(call, "My name is Alice.")
+    await call.write(user("And I live in"))
+    assert (await call.read()).HasField("delta")
+    await call.write(Request(retract=llm_pb2.Retract()))
+    _, withdrawn = await read_turn(call)
+    assert withdrawn.finish_reason == llm_pb2.FINISH_REASON_CANCELLED
+    await turn(call, "And I live in Paris.")
+    prompt = engine.prompts[-1]
+    assert [m.content for m in prompt[1:]] == ["My name is Alice.", kept.text, "And I live in Paris."]
+    await call.done_writing()
+
+
 async def test_bad_turns_end_in_error_and_the_stream_goes_on(stub: llm_pb2_grpc.LlmServiceStub) -> None:
     call = stub.StreamingChat()
     await call.write(config())

@@ -101,3 +101,16 @@ async def test_stt_audio_is_kept_until_its_final_arrives() -> None:
         "audio_content"
     ] * 3
     await asyncio.sleep(0)
+
+
+def test_a_pause_inside_the_turn_resumes_and_the_turn_ends_once() -> None:
+    first, second = english()[5], english()[6]
+    endpointer = Endpointer(2, DEFAULT_MIN_SPEECH_MS, silence_ms=600, pause_ms=200)
+    pcm = silence(0.5) + first.pcm() + silence(0.4) + second.pcm() + silence(1.0)
+    edges = [(x.edge, x.frame * FRAME_MS) for f in _frames(pcm) if (x := endpointer.push(f))]
+    assert edges[0][0] is Edge.START and edges[-1][0] is Edge.END
+    assert [e for e, _ in edges].count(Edge.START) == 1 and [e for e, _ in edges].count(Edge.END) == 1
+    gap_ms = (0.5 + first.duration_s) * 1000
+    resumed = [ms for e, ms in edges if e is Edge.RESUME and gap_ms < ms < gap_ms + 700]
+    paused = [ms for e, ms in edges if e is Edge.PAUSE and gap_ms - 700 < ms < gap_ms + 400]
+    assert resumed and paused, edges

@@ -77,6 +77,17 @@ async def test_truncate_replaces_the_last_reply() -> None:
     assert session.prompts[-1][-2] == Message("assistant", "one")
 
 
+async def test_retract_forgets_the_last_turn() -> None:
+    session = EchoSession()
+    chat = conversation(session)
+    assert not chat.retract()
+    await reply(chat, "first")
+    await reply(chat, "second, cut")
+    assert chat.retract()
+    await reply(chat, "second, whole")
+    assert [m.content.strip() for m in session.prompts[-1][1:]] == ["first", "first", "second, whole"]
+
+
 async def test_bad_turns_are_rejected_and_counted() -> None:
     chat = conversation(EchoSession(), max_turn_chars=10)
     with pytest.raises(InvalidArgument, match="empty"):

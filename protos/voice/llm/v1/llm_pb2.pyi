@@ -69,17 +69,23 @@ class Truncate(_message.Message):
     heard_text: str
     def __init__(self, heard_text: _Optional[str] = ...) -> None: ...
 
+class Retract(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class StreamingChatRequest(_message.Message):
-    __slots__ = ("config", "user_turn", "cancel", "truncate")
+    __slots__ = ("config", "user_turn", "cancel", "truncate", "retract")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     USER_TURN_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    RETRACT_FIELD_NUMBER: _ClassVar[int]
     config: ChatConfig
     user_turn: UserTurn
     cancel: Cancel
     truncate: Truncate
-    def __init__(self, config: _Optional[_Union[ChatConfig, _Mapping]] = ..., user_turn: _Optional[_Union[UserTurn, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., truncate: _Optional[_Union[Truncate, _Mapping]] = ...) -> None: ...
+    retract: Retract
+    def __init__(self, config: _Optional[_Union[ChatConfig, _Mapping]] = ..., user_turn: _Optional[_Union[UserTurn, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., truncate: _Optional[_Union[Truncate, _Mapping]] = ..., retract: _Optional[_Union[Retract, _Mapping]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "completion_tokens")
