@@ -14,8 +14,10 @@ DEFAULT_TTS = "127.0.0.1:50053"
 # wait cuts latency but splits slow speakers' sentences; see bench/e2e.
 DEFAULT_SILENCE_MS = 600
 # A pause this long finalises the utterance and starts a reply, held until the
-# silence reaches DEFAULT_SILENCE_MS (and dropped if the user goes on). 0: off.
-DEFAULT_PAUSE_MS = 200
+# silence reaches silence_ms (and withdrawn if the user goes on). Off by default:
+# on a 2-core CPU the prepared reply is rarely ready sooner (see bench/e2e), and
+# pauses inside sentences cost work; with fast services set it to about 200.
+DEFAULT_PAUSE_MS = 0
 DEFAULT_VAD_AGGRESSIVENESS = 2
 # Voiced audio that starts an utterance: webrtcvad holds a click voiced for 4 frames (120 ms).
 DEFAULT_MIN_SPEECH_MS = 150

@@ -7,7 +7,7 @@ The same is measured for a sequential pipeline built the way the original design
 works (wait 810 ms of silence, then the whole transcription, the whole reply, the
 whole synthesis) on the same services and models.
 
-    docker compose up -d --wait && python -m bench.e2e.run [--silence-ms 600] [--pause-ms 200 0]
+    docker compose up -d --wait && python -m bench.e2e.run [--silence-ms 600] [--pause-ms 0 200]
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--silence-ms", nargs="+", type=int, default=[600])
-    parser.add_argument("--pause-ms", nargs="+", type=int, default=[DEFAULT_PAUSE_MS, 0])
+    parser.add_argument("--pause-ms", nargs="+", type=int, default=[DEFAULT_PAUSE_MS, 200])
     parser.add_argument("--max-tokens", type=int, default=40)
     args = parser.parse_args()
     recordings = english()

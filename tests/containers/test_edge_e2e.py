@@ -165,7 +165,7 @@ def test_typed_turns_are_spoken(stack: None, tmp_path: Path) -> None:
 async def test_a_pause_inside_the_turn_does_not_split_it(stack: None, tmp_path: Path) -> None:
     """A reply prepared at a 400 ms pause is withdrawn when the user goes on: one turn, both parts."""
     first, second = english()[5], english()[6]
-    settings = EdgeSettings(max_tokens=20)
+    settings = EdgeSettings(max_tokens=20, pause_ms=200)
     output = WavOutput(tmp_path / "out.wav", settings.output_rate_hz)
     conversation = Conversation(settings, output, lambda kind, text: None)
     pcm = silence(0.3) + first.pcm() + silence(0.4) + second.pcm() + silence(1.0)
