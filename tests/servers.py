@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 
@@ -28,7 +30,7 @@ async def running_server(
     )
     try:
         if load is not None:
-            load()
+            await asyncio.to_thread(load)
         await server.set_ready()
         yield server
     finally:
@@ -36,13 +38,30 @@ async def running_server(
 
 
 @asynccontextmanager
+async def serving(
+    settings: ServerSettings,
+    servicer: Any,
+    add_to_server: Callable[[Any, grpc.aio.Server], None],
+    stub_class: Callable[[grpc.aio.Channel], Any],
+    service_name: str,
+    load: Callable[[], None] | None = None,
+) -> AsyncIterator[Any]:
+    """``servicer`` served as ``running_server`` does; a client stub for it."""
+    register = lambda server: add_to_server(servicer, server)  # noqa: E731
+    async with (
+        running_server(settings, register, [service_name], load) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield stub_class(channel)
+
+
+@asynccontextmanager
 async def stt_stub(settings: SttSettings) -> AsyncIterator[stt_pb2_grpc.SttServiceStub]:
     """The STT service with its real model, in-process; a client stub for it."""
     engine = create_engine(settings)
     servicer = SttServicer(engine, settings)
-    register = lambda server: stt_pb2_grpc.add_SttServiceServicer_to_server(servicer, server)  # noqa: E731
-    async with (
-        running_server(settings, register, [SERVICE_NAME], engine.load) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        yield stt_pb2_grpc.SttServiceStub(channel)
+    add = stt_pb2_grpc.add_SttServiceServicer_to_server
+    async with serving(
+        settings, servicer, add, stt_pb2_grpc.SttServiceStub, SERVICE_NAME, engine.load
+    ) as stub:
+        yield stub

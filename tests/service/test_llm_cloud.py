@@ -4,7 +4,6 @@ proxy that fails, rate-limits or stalls the first requests: retries, deadline, f
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
 import json
@@ -23,11 +22,11 @@ from typing import Any
 import grpc
 import pytest
 
-from services.common.server import build_server
 from services.llm.config import LlmSettings
 from services.llm.engine import create_engine
 from services.llm.engines.local import embedded_model_path
 from services.llm.servicer import SERVICE_NAME, LlmServicer
+from tests.servers import serving
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 pytestmark = pytest.mark.service
@@ -196,19 +195,13 @@ def settings_for(engine: str, url: str, **overrides: Any) -> LlmSettings:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: LlmSettings) -> AsyncIterator[llm_pb2_grpc.LlmServiceStub]:
+async def llm_stub(settings: LlmSettings) -> AsyncIterator[llm_pb2_grpc.LlmServiceStub]:
     engine = create_engine(settings)
     servicer = LlmServicer(engine, settings)
-    server = await build_server(
-        settings, lambda s: llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, s), [SERVICE_NAME]
-    )
-    await asyncio.to_thread(engine.load)
-    await server.set_ready()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield llm_pb2_grpc.LlmServiceStub(channel)
-    finally:
-        await server.stop(0)
+    add = llm_pb2_grpc.add_LlmServiceServicer_to_server
+    stub_class = llm_pb2_grpc.LlmServiceStub
+    async with serving(settings, servicer, add, stub_class, SERVICE_NAME, engine.load) as stub:
+        yield stub
 
 
 async def turn(call: grpc.aio.StreamStreamCall, text: str) -> tuple[list[str], llm_pb2.TurnEnd]:
@@ -234,7 +227,7 @@ ENGINES = ["cerebras", "openai"]
 
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_streams_a_conversation(model_server: str, engine: str) -> None:
-    async with serving(settings_for(engine, model_server)) as stub:
+    async with llm_stub(settings_for(engine, model_server)) as stub:
         call = await open_chat(stub, max_tokens=8)
         deltas, end = await turn(call, LONG_STORY)
         assert len(deltas) > 1 and end.text == "".join(deltas)
@@ -259,7 +252,7 @@ async def test_retries_within_the_deadline(
     model_server: str, proxy: FlakyProxy, engine: str, failures: int, status: int, stall_s: float
 ) -> None:
     proxy.fail(failures, status, stall_s)
-    async with serving(settings_for(engine, proxy.url)) as stub:
+    async with llm_stub(settings_for(engine, proxy.url)) as stub:
         call = await open_chat(stub)
         deltas, end = await turn(call, "Hello!")
         assert deltas and end.finish_reason != llm_pb2.FINISH_REASON_ERROR and end.engine == engine
@@ -272,7 +265,7 @@ async def test_unavailable_after_retries_and_the_stream_goes_on(
     model_server: str, proxy: FlakyProxy, engine: str
 ) -> None:
     proxy.fail(3, 500)
-    async with serving(settings_for(engine, proxy.url)) as stub:
+    async with llm_stub(settings_for(engine, proxy.url)) as stub:
         call = await open_chat(stub)
         deltas, end = await turn(call, "Hello!")
         assert not deltas and end.finish_reason == llm_pb2.FINISH_REASON_ERROR
@@ -287,7 +280,7 @@ async def test_unavailable_after_retries_and_the_stream_goes_on(
 async def test_a_stalled_cloud_fails_by_the_deadline(model_server: str, proxy: FlakyProxy) -> None:
     proxy.fail(10, stall_s=30.0)
     settings = settings_for("cerebras", proxy.url, request_timeout_s=1.0, deadline_s=2.5, retries=5)
-    async with serving(settings) as stub:
+    async with llm_stub(settings) as stub:
         call = await open_chat(stub)
         started = time.monotonic()
         _, end = await turn(call, "Hello!")
@@ -300,7 +293,7 @@ async def test_a_stalled_cloud_fails_by_the_deadline(model_server: str, proxy: F
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_falls_back_to_the_local_model(model_server: str, proxy: FlakyProxy, engine: str) -> None:
     proxy.fail(100, 503)
-    async with serving(settings_for(engine, proxy.url, fallback="local")) as stub:
+    async with llm_stub(settings_for(engine, proxy.url, fallback="local")) as stub:
         info = await stub.GetInfo(llm_pb2.GetInfoRequest())
         assert (info.engine, info.fallback_engine) == (engine, "local")
         call = await open_chat(stub)
@@ -315,7 +308,7 @@ async def test_falls_back_to_the_local_model(model_server: str, proxy: FlakyProx
 
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_cancel_closes_the_http_stream(model_server: str, proxy: FlakyProxy, engine: str) -> None:
-    async with serving(settings_for(engine, proxy.url)) as stub:
+    async with llm_stub(settings_for(engine, proxy.url)) as stub:
         call = await open_chat(stub, max_tokens=200)
         await call.write(Request(user_turn=llm_pb2.UserTurn(text=LONG_STORY)))
         first = await call.read()

