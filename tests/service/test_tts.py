@@ -170,7 +170,8 @@ async def test_synthesize_wav_and_spelled_out_numbers(
     heard = normalize(await transcribe(whisper, pcm, NATIVE_RATE_HZ))
     # Whisper writes the time and date its own way ("3.30", "May 5"): check the words that matter.
     words = set(heard.replace("$", "$ ").split())
-    assert {"meet", "doctor", "smith", "may", "costs", "20"} <= words, heard
+    # Piper's voice varies from run to run, and Whisper hears "costs" as "cost" now and then.
+    assert {"meet", "doctor", "smith", "may", "20"} <= words and {"cost", "costs"} & words, heard
     assert not {"star", "asterisk", "dr", "smiling", "face", "emoji"} & words, heard
 
 
