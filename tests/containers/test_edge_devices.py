@@ -1,0 +1,46 @@
+"""`voice-agent` as `make run` starts it: real sound devices (JACK's dummy driver), the composed services."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.audio_devices import MIC_DEVICE, SPEAKER_DEVICE, virtual_audio
+from tests.edge import silence
+from tests.speech import REPO, english, wer
+
+
+def test_a_spoken_turn_through_the_microphone_and_speaker(stack: None, tmp_path: Path) -> None:
+    rec = english()[4]
+    report = tmp_path / "turns.jsonl"
+    with virtual_audio() as devices:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_client", "--input-device", MIC_DEVICE, "--output-device",
+             SPEAKER_DEVICE, "--report", str(report), "--max-tokens", "20"],
+            cwd=REPO, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            time.sleep(3.0)  # the client connects and opens its streams
+            devices.play(silence(0.5) + rec.pcm() + silence(1.0))
+            deadline = time.monotonic() + 90
+            while not (report.exists() and report.read_text().strip()) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)  # Ctrl+C
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        played = devices.recording().samples
+    turns = [json.loads(line) for line in report.read_text().splitlines()]
+    assert len(turns) == 1, stderr
+    assert wer(rec.text, turns[0]["user_text"]) <= 0.3 and turns[0]["agent_text"]
+    # The reply came out of the speaker: at least half a second of 10 ms windows above -35 dBFS.
+    windows = played[: len(played) // 160 * 160].astype(np.float32).reshape(-1, 160) / 32768
+    loud = 10 * np.log10(np.maximum((windows**2).mean(axis=1), 1e-12)) > -35
+    assert loud.sum() >= 50, "no reply reached the speaker"
+    assert "Session: 1 turns" in stderr
