@@ -18,6 +18,9 @@ from services.tts.verbalize import verbalize
 # utterance: the first sound comes early, the second is ready before the first ends,
 # and later ones keep whole sentences where they are not too long.
 MIN_CLAUSE_CHARS = (1, 20, 60)
+# The first piece of an utterance ends after this many words even with no boundary:
+# the model streams ~15 ms a token, and a long first clause would hold the first sound.
+FIRST_PIECE_MAX_WORDS = 5
 # Longer text with no boundary is cut at a space so no single synthesis runs long.
 MAX_PIECE_CHARS = 300
 FENCE = "```"
@@ -29,6 +32,7 @@ _ABBREVIATIONS = frozenset(
     {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "approx", "no", "fig"}
     | {"mt", "ft", "sgt", "capt", "gen", "col", "lt", "gov", "sen", "rep", "rev", "hon"}
 )
+_WORD = re.compile(r"\S+(?=\s)")
 _LIST_MARKER = re.compile(r"(?:^|\n)\s*(?:\d+|[a-zA-Z])[.)]$")
 
 
@@ -128,6 +132,10 @@ class Chunker:
                 break
         if best is not None:
             return best
+        if self._emitted == 0:
+            words = list(_WORD.finditer(text))
+            if len(words) >= FIRST_PIECE_MAX_WORDS:
+                return words[FIRST_PIECE_MAX_WORDS - 1].end()
         if len(self._pending) <= MAX_PIECE_CHARS:
             return None
         window = text[:MAX_PIECE_CHARS]

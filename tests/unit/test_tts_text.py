@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from services.tts.text import MAX_PIECE_CHARS, Chunker, Piece, clean
+from services.tts.text import FIRST_PIECE_MAX_WORDS, MAX_PIECE_CHARS, Chunker, Piece, clean
 from services.tts.verbalize import cardinal, ordinal, verbalize, year
 
 
@@ -28,6 +28,12 @@ def texts(pieces: list[Piece]) -> list[str]:
 def test_first_piece_ends_at_first_clause_later_ones_at_sentences() -> None:
     pieces = stream("Sure, here is the plan for today. We meet at noon, then we walk. Bye.")
     assert texts(pieces) == ["Sure,", "here is the plan for today.", "We meet at noon, then we walk.", "Bye."]
+
+
+def test_a_long_first_clause_is_cut_after_a_few_words() -> None:
+    pieces = stream("I can help with any kind of business you have, just ask. Bye.")
+    assert texts(pieces) == ["I can help with any", "kind of business you have,", "just ask.", "Bye."]
+    assert len(texts(pieces)[0].split()) == FIRST_PIECE_MAX_WORDS
 
 
 def test_second_piece_may_end_at_a_clause_so_it_is_ready_before_the_first_ends() -> None:
