@@ -36,12 +36,17 @@ class Session:
     output_rate_hz: int
     stderr: str
 
-    def audible(self, threshold: float = 0.02, window_ms: int = 10) -> np.ndarray:
-        """Start times (ms) of the output's windows louder than ``threshold`` RMS."""
-        size = self.output_rate_hz * window_ms // 1000
-        frames = self.output[: len(self.output) // size * size].reshape(-1, size)
-        loud = np.sqrt((frames**2).mean(axis=1)) > threshold
-        return np.flatnonzero(loud) * window_ms
+    def audible(self, threshold: float = 0.02) -> np.ndarray:
+        """Start times (ms) of the output's 10 ms windows louder than ``threshold`` RMS."""
+        return loud_windows_ms(self.output, self.output_rate_hz, 20 * np.log10(threshold))
+
+
+def loud_windows_ms(audio: np.ndarray, rate_hz: int, dbfs: float, window_ms: int = 10) -> np.ndarray:
+    """Start times (ms) of the windows of float ``audio`` whose RMS level is above ``dbfs``."""
+    size = rate_hz * window_ms // 1000
+    frames = audio[: len(audio) // size * size].reshape(-1, size)
+    level = 10 * np.log10(np.maximum((frames**2).mean(axis=1), 1e-12))
+    return np.flatnonzero(level > dbfs) * window_ms
 
 
 def command(tmp: Path, input_pcm: bytes, *args: str) -> list[str]:

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_client.config import DEFAULT_PAUSE_MS
-from tests.edge import read_session, silence, write_wav
+from tests.edge import loud_windows_ms, read_session, silence, write_wav
 from tests.speech import REPO, Recording, english
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -50,16 +50,9 @@ class Run:
         self.stages_ms.setdefault(stage, []).append(ms)
 
 
-def _loud_windows_ms(audio: np.ndarray, rate_hz: int, window_ms: int = 10) -> np.ndarray:
-    size = rate_hz * window_ms // 1000
-    frames = audio[: len(audio) // size * size].reshape(-1, size)
-    level = 10 * np.log10(np.maximum((frames**2).mean(axis=1), 1e-12))
-    return np.flatnonzero(level > _SPEECH_DBFS) * window_ms
-
-
 def true_end_of_speech_ms(rec: Recording) -> float:
     audio = np.frombuffer(rec.pcm(), "<i2").astype(np.float32) / 32768
-    return LEAD_S * 1000 + float(_loud_windows_ms(audio, 16000)[-1]) + 10
+    return LEAD_S * 1000 + float(loud_windows_ms(audio, 16000, _SPEECH_DBFS)[-1]) + 10
 
 
 def ours(recordings: list[Recording], silence_ms: int, pause_ms: int, max_tokens: int) -> Run:
@@ -78,7 +71,7 @@ def ours(recordings: list[Recording], silence_ms: int, pause_ms: int, max_tokens
             )  # fmt: skip
             session = read_session(out, report)
         end = true_end_of_speech_ms(rec)
-        loud = _loud_windows_ms(session.output, session.output_rate_hz)
+        loud = loud_windows_ms(session.output, session.output_rate_hz, _SPEECH_DBFS)
         loud = loud[loud > end]
         if not session.turns or not loud.size:
             print(f"{rec.id}: no reply", file=sys.stderr)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.audio_devices import MIC_DEVICE, SPEAKER_DEVICE, virtual_audio
-from tests.edge import silence
+from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, virtual_audio
+from tests.edge import loud_windows_ms, silence
 from tests.speech import REPO, english, wer
 
 
@@ -40,8 +40,7 @@ def test_a_spoken_turn_through_the_microphone_and_speaker(stack: None, tmp_path:
     assert len(turns) == 1, stderr
     assert wer(rec.text, turns[0]["user_text"]) <= 0.3 and turns[0]["agent_text"]
     # The reply came out of the speaker: 10 ms windows above -35 dBFS, 100 ms or more a word.
-    windows = played[: len(played) // 160 * 160].astype(np.float32).reshape(-1, 160) / 32768
-    loud = 10 * np.log10(np.maximum((windows**2).mean(axis=1), 1e-12)) > -35
+    loud = loud_windows_ms(played.astype(np.float32) / 32768, RATE_HZ, -35)
     words = len(str(turns[0]["agent_text"]).split())
-    assert loud.sum() >= 10 * max(words, 2), f"{loud.sum() * 10} ms of sound for {words} words"
+    assert len(loud) >= 10 * max(words, 2), f"{len(loud) * 10} ms of sound for {words} words"
     assert "Session: 1 turns" in stderr

@@ -26,6 +26,7 @@ from services.llm.config import LlmSettings
 from services.llm.engine import create_engine
 from services.llm.engines.local import embedded_model_path
 from services.llm.servicer import SERVICE_NAME, LlmServicer
+from tests.llm_client import turn
 from tests.servers import serving
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
@@ -202,18 +203,6 @@ async def llm_stub(settings: LlmSettings) -> AsyncIterator[llm_pb2_grpc.LlmServi
     stub_class = llm_pb2_grpc.LlmServiceStub
     async with serving(settings, servicer, add, stub_class, SERVICE_NAME, engine.load) as stub:
         yield stub
-
-
-async def turn(call: grpc.aio.StreamStreamCall, text: str) -> tuple[list[str], llm_pb2.TurnEnd]:
-    await call.write(Request(user_turn=llm_pb2.UserTurn(text=text)))
-    deltas: list[str] = []
-    while True:
-        response = await call.read()
-        assert response is not grpc.aio.EOF, "the stream ended before the turn did"
-        if response.HasField("delta"):
-            deltas.append(response.delta.text)
-        else:
-            return deltas, response.turn_end
 
 
 async def open_chat(stub: llm_pb2_grpc.LlmServiceStub, max_tokens: int = 16) -> grpc.aio.StreamStreamCall:

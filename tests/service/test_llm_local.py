@@ -15,6 +15,7 @@ from services.llm.config import LlmSettings
 from services.llm.engine import Completion, Engine, Message, OnDelta, Options, Session
 from services.llm.engines.local import LocalEngine
 from services.llm.servicer import SERVICE_NAME, LlmServicer
+from tests.llm_client import read_turn, turn, user
 from tests.servers import serving
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
@@ -81,26 +82,6 @@ async def stub(engine: RecordingEngine) -> AsyncIterator[llm_pb2_grpc.LlmService
 
 def config(max_tokens: int = 24, temperature: float = 0.0) -> Request:
     return Request(config=llm_pb2.ChatConfig(max_tokens=max_tokens, temperature=temperature))
-
-
-def user(text: str) -> Request:
-    return Request(user_turn=llm_pb2.UserTurn(text=text))
-
-
-async def read_turn(call: grpc.aio.StreamStreamCall) -> tuple[list[str], llm_pb2.TurnEnd]:
-    deltas: list[str] = []
-    while True:
-        response = await call.read()
-        assert response is not grpc.aio.EOF, "the stream ended before the turn did"
-        if response.HasField("delta"):
-            deltas.append(response.delta.text)
-        else:
-            return deltas, response.turn_end
-
-
-async def turn(call: grpc.aio.StreamStreamCall, text: str) -> tuple[list[str], llm_pb2.TurnEnd]:
-    await call.write(user(text))
-    return await read_turn(call)
 
 
 async def test_turn_streams_deltas_then_turn_end(stub: llm_pb2_grpc.LlmServiceStub) -> None:
