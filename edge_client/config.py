@@ -22,8 +22,12 @@ DEFAULT_VAD_AGGRESSIVENESS = 2
 # Voiced audio that starts an utterance: webrtcvad holds a click voiced for 4 frames (120 ms).
 DEFAULT_MIN_SPEECH_MS = 150
 DEFAULT_PRE_ROLL_MS = 300
-# Speech while the agent talks must last this long to interrupt it (a cough does not).
+# Voiced sound while the agent talks, this much within twice this time, pauses the reply
+# (silence between does not count, so a cough's quiet tail adds nothing)...
 DEFAULT_BARGE_IN_MS = 300
+# ...and once the user has been quiet this long with no words transcribed, the reply goes
+# on where it stopped. It is longer than the silence that ends a turn plus a final's decode.
+DEFAULT_RESUME_MS = 1200
 # The voice's own rate: no resampling on either side.
 DEFAULT_OUTPUT_RATE_HZ = 22050
 # Microphone audio kept while the STT service is unreachable.
@@ -43,6 +47,7 @@ class EdgeSettings:
     min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
     pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
     barge_in_ms: int = DEFAULT_BARGE_IN_MS
+    resume_ms: int = DEFAULT_RESUME_MS
     # "full": the microphone stays live while the agent speaks (barge-in; right for headsets).
     # "half": while the agent speaks the microphone is muted (open speakers, no echo canceller).
     duplex: str = "full"
@@ -87,7 +92,16 @@ def parser() -> argparse.ArgumentParser:
         help="pause after which a reply is prepared, played only if the silence lasts (0: off)",
     )
     p.add_argument(
-        "--barge-in-ms", type=int, default=DEFAULT_BARGE_IN_MS, help="speech that interrupts the agent"
+        "--barge-in-ms",
+        type=int,
+        default=DEFAULT_BARGE_IN_MS,
+        help="voiced sound that pauses the agent; it stops if words are transcribed",
+    )
+    p.add_argument(
+        "--resume-ms",
+        type=int,
+        default=DEFAULT_RESUME_MS,
+        help="quiet after a pause with no words transcribed, after which the agent goes on",
     )
     p.add_argument(
         "--duplex",
@@ -121,6 +135,7 @@ def from_args(args: argparse.Namespace) -> EdgeSettings:
         silence_ms=args.silence_ms,
         pause_ms=args.pause_ms,
         barge_in_ms=args.barge_in_ms,
+        resume_ms=args.resume_ms,
         duplex=args.duplex,
         voice=args.voice,
         system_prompt=args.system_prompt,

@@ -2,21 +2,29 @@
 
     LISTENING --speech--> HEARING --end of speech--> (final transcript) THINKING
     THINKING --first audio--> SPEAKING --reply played--> LISTENING
-    THINKING/SPEAKING --user speaks past the barge-in time--> HEARING (turn cut short)
+    THINKING/SPEAKING --voiced sound past the barge-in time--> paused
+    paused --words transcribed--> HEARING (turn cut short, the model keeps what was heard)
+    paused --quiet, no words (a cough, a door)--> the reply goes on where it stopped
+
+Every turn has an id that goes with its text to the chat service and with its
+text to speech synthesis, and comes back on every delta, audio chunk and done:
+what arrives for a turn that is over is dropped by id, never by timing.
 
 The microphone is never paused: its frames go to the STT stream the whole time.
 
-A reply starts before the end of the user's turn is certain: at the first short
-pause the utterance is finalised and the reply is generated and synthesized, but
-held. If the silence lasts to the end of the turn, the held audio plays at once;
-if the user goes on speaking, the reply is withdrawn (from the model's context
-too) and the next transcript is joined to this one.
+A reply may start before the end of the user's turn is certain: at the first short
+pause (``--pause-ms``) the utterance is finalised and the reply is generated and
+synthesized, but held. If the silence lasts to the end of the turn, the held audio
+plays at once; if the user goes on speaking, the reply is withdrawn (from the
+model's context too) and the next transcript is joined to this one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,6 +35,8 @@ from edge_client.clients import Final, LlmLink, SttLink, TtsLink
 from edge_client.config import MAX_BUFFERED_AUDIO_S, EdgeSettings
 from edge_client.vad import FRAME_MS, Edge, Endpointer
 from voice.tts.v1 import tts_pb2
+
+log = logging.getLogger(__name__)
 
 # Longest wait for a final after the user stopped speaking, while the STT service is up.
 _FINAL_WAIT_MS = 8000
@@ -56,7 +66,7 @@ class Output(Protocol):
 @dataclass
 class _Piece:
     text: str
-    start: int  # speaker sample where its audio begins
+    start: int  # sample of the reply's audio where it begins
     samples: int = 0
 
 
@@ -73,18 +83,31 @@ class _Utterance:
 class Turn:
     user_text: str
     t_ms: dict[str, float]
+    id: int = 0
     agent_text: str = ""  # what the model wrote
+    error: str = ""  # why the reply failed, if it did
     interrupted: bool = False
     heard_text: str = ""  # set when interrupted: what was played before the cut
     tentative: bool = False  # the user may not be done: audio is held, not played
     retracted: bool = False  # the user went on: the turn never happened
-    held: list[tts_pb2.SynthesizedAudio] = field(default_factory=list)
+    paused: bool = False  # sound from the user: playback stopped until it proves to be words or not
+    audio: bytearray = field(default_factory=bytearray)  # the reply's audio so far
     pieces: list[_Piece] = field(default_factory=list)
+    played: int = 0  # samples of ``audio`` played, as of the last stop (pause, barge-in)
+    offset: int = 0  # the speaker sample where the reply's sample 0 is (or would have been)
     synthesized: asyncio.Event = field(default_factory=asyncio.Event)
     confirmed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def audible(self) -> bool:
+        return not (self.tentative or self.paused or self.interrupted)
+
+    @property
+    def samples(self) -> int:
+        return len(self.audio) // 2
+
     def heard(self, played: int) -> str:
-        """The reply up to the sample the speaker reached; a piece cut midway, in proportion."""
+        """The reply up to sample ``played``; a piece cut midway, in proportion."""
         words: list[str] = []
         for piece in self.pieces:
             if played >= piece.start + piece.samples:
@@ -98,12 +121,15 @@ class Turn:
         return " ".join(words)
 
     def report(self) -> dict[str, object]:
-        return {
+        line: dict[str, object] = {
             "user_text": self.user_text,
             "agent_text": self.heard_text if self.interrupted else self.agent_text.strip(),
             "interrupted": self.interrupted,
             "t_ms": {k: round(v, 1) for k, v in self.t_ms.items()},
         }
+        if self.error:
+            line["error"] = self.error
+        return line
 
 
 class Conversation:
@@ -132,11 +158,11 @@ class Conversation:
         self._carry = ""  # transcript of a pause the user spoke on after
         self._turn: Turn | None = None
         self._turn_task: asyncio.Task[None] | None = None
+        self._turn_ids = itertools.count(1)
         self._written = 0  # speaker samples written (in the speaker's played coordinates)
         self._frames = 0
         self._speech_start = 0.0
         self._turn_start = 0.0
-        self._tts_discard = False  # audio of a cancelled reply may still arrive: drop it
         self._last_frame_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -145,6 +171,11 @@ class Conversation:
         """ms since the first microphone sample: the audio clock, plus the time since its last frame."""
         since = min((time.monotonic() - self._last_frame_at) * 1000, FRAME_MS)
         return max(0.0, (self._frames - 1) * FRAME_MS + since) if self._frames else 0.0
+
+    @property
+    def current(self) -> Turn | None:
+        """The agent's turn in progress."""
+        return self._turn
 
     @property
     def agent_busy(self) -> bool:
@@ -166,6 +197,13 @@ class Conversation:
     # -- the microphone side -------------------------------------------------------------
     def start(self) -> None:
         self._tasks = [asyncio.create_task(link.run()) for link in (self.stt, self.llm, self.tts)]
+        for task in self._tasks:
+            task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("a link stopped", exc_info=exc)
+            self._note(f"a link to the services stopped ({exc!r}); restart voice-agent")
 
     async def listen(self, frames: AsyncIterator[bytes]) -> None:
         async for frame in frames:
@@ -180,14 +218,12 @@ class Conversation:
         if boundary is not None:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
         turn = self._turn
-        if (
-            turn is not None
-            and not turn.interrupted
-            and not turn.tentative
-            and self._endpointer.speech_ms() >= self.settings.barge_in_ms
-            and self.settings.duplex == "full"
-        ):
-            self._barge_in()
+        if turn is not None and self.settings.duplex == "full" and not (turn.tentative or turn.interrupted):
+            barge_in_ms = self.settings.barge_in_ms
+            if not turn.paused and self._endpointer.voiced_ms(2 * barge_in_ms) >= barge_in_ms:
+                self._pause(turn)
+            elif turn.paused and self._endpointer.quiet_ms() >= self.settings.resume_ms:
+                self._resume(turn)  # no words came of it: a cough, a door, a chair
         # An end of utterance the connected service left unanswered held no speech.
         while (
             self._utterances
@@ -195,8 +231,12 @@ class Conversation:
             and self.now_ms() - self._utterances[0].end > _FINAL_WAIT_MS
         ):
             self._utterances.pop(0)
-        if not self.busy:
+        if not self._utterances and not self._endpointer.speaking:
+            # Nothing awaits a final: older audio can go, and the stream can be replaced before
+            # it reaches the service's longest.
             self.stt.trim_idle(self.settings.pre_roll_ms + 1000)
+            if self.stt.roll_over_due:
+                self.stt.roll_over()
 
     def _on_boundary(self, edge: Edge, at_ms: float) -> None:
         if edge is Edge.START:
@@ -251,7 +291,8 @@ class Conversation:
             text, self._carry = f"{self._carry} {text}".strip(), ""
         elif self._turn is not None and not self._turn.interrupted:
             self._barge_in()  # the user said more before the reply was done: answer that instead
-        turn, previous = Turn(text, t_ms, tentative=tentative), self._turn_task
+        turn = Turn(text, t_ms, id=next(self._turn_ids), tentative=tentative)
+        previous = self._turn_task
         if not tentative:
             turn.confirmed.set()
         self._turn = turn
@@ -260,28 +301,31 @@ class Conversation:
     # -- the reply side --------------------------------------------------------------------
     async def _run_turn(self, turn: Turn, previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
-            await previous  # a cut-short turn first takes its cancellation from the LLM stream
+            await asyncio.wait([previous])  # it ends first (its failure was its own, and reported)
         self._set_state(State.THINKING)
         try:
-            async for event in self.llm.turn(turn.user_text):
+            async for event in self.llm.turn(turn.user_text, turn.id):
                 if event.HasField("delta") and not turn.interrupted:
                     turn.t_ms.setdefault("first_token", self.now_ms())
                     turn.agent_text += event.delta.text
-                    self.tts.text(event.delta.text)
+                    self.tts.text(event.delta.text, turn.id)
                 elif event.HasField("turn_end") and event.turn_end.error.message:
-                    self._note(f"llm: {event.turn_end.error.message}")
+                    turn.error = f"the chat service failed: {event.turn_end.error.message}"
             if not turn.interrupted:
-                self.tts.flush()
+                self.tts.flush(turn.id)
                 await turn.synthesized.wait()
                 await turn.confirmed.wait()
                 self.speaker.flush_pending()
-                while self.speaker.played_samples < self._written and not turn.interrupted:
+                while not turn.interrupted and (turn.paused or self.speaker.played_samples < self._written):
                     await asyncio.sleep(FRAME_MS / 1000 / 3)
             if turn.retracted:
-                self.llm.retract()
+                self.llm.retract(turn.id)
             elif turn.interrupted:
                 # Cut while generating or while playing: the model's context keeps what was heard.
-                self.llm.truncate(turn.heard_text)
+                self.llm.truncate(turn.heard_text, turn.id)
+        except Exception as exc:  # reported as this turn's failure; the conversation goes on
+            log.exception("turn %d failed", turn.id)
+            turn.error = f"the reply failed: {exc!r}"
         finally:
             self._finish(turn)
 
@@ -292,10 +336,12 @@ class Conversation:
         if turn.retracted:
             return
         line = turn.report()
-        if not turn.interrupted:
-            self._show("ai", str(line["agent_text"]))
-        else:
-            self._show("ai", f"{line['agent_text']} [interrupted]")
+        said = str(line["agent_text"])
+        if turn.interrupted:
+            said += " [interrupted]"
+        if turn.error:
+            said += f" [{turn.error}]"
+        self._show("ai", said.strip())
         t = turn.t_ms
         if "first_audio" in t and "speech_end" in t:
             self._show(
@@ -313,70 +359,98 @@ class Conversation:
     def _on_tts(self, response: tts_pb2.StreamingSynthesizeResponse) -> None:
         turn = self._turn
         if response.HasField("done"):
-            if response.done.cancelled:
-                self._tts_discard = False
-            elif turn is not None:
+            done = response.done
+            if turn is not None and done.turn_id == turn.id and not done.cancelled:
                 turn.synthesized.set()
-            return
-        if turn is None or turn.interrupted or self._tts_discard:
-            return
-        if turn.tentative:
-            turn.held.append(response.audio)
-        else:
-            self._play(turn, response.audio)
+        elif turn is not None and response.audio.turn_id == turn.id and not turn.interrupted:
+            self._add_audio(turn, response.audio)
+        # Anything else belongs to a turn that is over: dropped.
 
-    def _play(self, turn: Turn, chunk: tts_pb2.SynthesizedAudio) -> None:
+    def _add_audio(self, turn: Turn, chunk: tts_pb2.SynthesizedAudio) -> None:
         samples = len(chunk.audio_content) // 2
         if chunk.text or not turn.pieces:
-            turn.pieces.append(_Piece(chunk.text, self._written))
+            turn.pieces.append(_Piece(chunk.text, turn.samples))
         turn.pieces[-1].samples += samples
+        turn.audio += chunk.audio_content
+        if turn.audible:
+            self._write(turn, chunk.audio_content)
+
+    def _write(self, turn: Turn, pcm: bytes) -> None:
         if "first_audio" not in turn.t_ms:
-            # The chunk starts playing after whatever is still queued ahead of it.
+            # The audio starts playing after whatever is still queued ahead of it.
             ahead_ms = self.speaker.buffered_samples * 1000 / self.speaker.sample_rate_hz
             turn.t_ms["first_audio"] = self.now_ms() + ahead_ms
+        if pcm:
             self._set_state(State.SPEAKING)
-        self.speaker.write(chunk.audio_content)
-        self._written += samples
+        self.speaker.write(pcm)
+        self._written += len(pcm) // 2
+
+    def _play_rest(self, turn: Turn) -> None:
+        """Play the reply from where it stopped (or from its start), and the rest as it comes."""
+        turn.offset = self._written - turn.played
+        rest = bytes(turn.audio[turn.played * 2 :])
+        if rest:
+            self._write(turn, rest)
+        else:
+            self._set_state(State.THINKING)
+
+    def _stop_playing(self, turn: Turn) -> None:
+        """Silence the speaker now; remember how much of the reply was played."""
+        self.speaker.clear()
+        played = self.speaker.played_samples
+        if turn.audible:
+            turn.played = max(0, min(turn.samples, played - turn.offset))
+        self._written = played
 
     def _release(self, turn: Turn) -> None:
         """The user's turn did end: play what was held, and the rest as it comes."""
         turn.tentative = False
-        for chunk in turn.held:
-            self._play(turn, chunk)
-        turn.held.clear()
+        if turn.audible:
+            self._play_rest(turn)
         turn.confirmed.set()
 
     def _retract(self, turn: Turn) -> None:
         """The user went on speaking: drop the held reply; the next transcript joins this one."""
         turn.retracted = turn.interrupted = True
         self._carry = f"{turn.user_text} {self._carry}".strip()
-        self.llm.cancel()
-        self.tts.cancel()
-        self._tts_discard = True
+        self.llm.cancel(turn.id)
+        self.tts.cancel(turn.id)
         turn.synthesized.set()
         turn.confirmed.set()
         self._turn = None
         self._set_state(State.HEARING)
 
+    def _pause(self, turn: Turn) -> None:
+        """Sound from the user over the reply: stop playing until it proves to be words, or not."""
+        self._stop_playing(turn)
+        turn.paused = True
+        turn.t_ms.setdefault("barge_in", self.now_ms())
+        self._set_state(State.HEARING)
+
+    def _resume(self, turn: Turn) -> None:
+        """It was not words: the reply goes on from where it stopped."""
+        turn.paused = False
+        turn.t_ms.pop("barge_in", None)
+        turn.t_ms["resumed"] = self.now_ms()
+        self._play_rest(turn)
+
     def _barge_in(self) -> None:
+        """The user said something: the reply ends where it was stopped, and what was heard stays."""
         turn = self._turn
         assert turn is not None
+        if not turn.paused:
+            self._pause(turn)
         turn.interrupted = True
-        self.speaker.clear()
-        self._written = self.speaker.played_samples
-        turn.heard_text = turn.heard(self._written)
-        turn.t_ms["barge_in"] = self.now_ms()
-        self.llm.cancel()
-        self.tts.cancel()
-        self._tts_discard = True
+        turn.heard_text = turn.heard(turn.played)
+        self.llm.cancel(turn.id)
+        self.tts.cancel(turn.id)
         turn.synthesized.set()
-        self._set_state(State.HEARING)
 
     # -- the end ---------------------------------------------------------------------------
     async def close(self) -> None:
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
-        await self.stt.close()
+        self.stt.close()
         self.llm.close()
         self.tts.close()
         _, pending = await asyncio.wait(self._tasks, timeout=5)

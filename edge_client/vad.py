@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 from dataclasses import dataclass
 from enum import Enum
 
@@ -10,6 +11,8 @@ import webrtcvad
 
 FRAME_MS = 30
 RATE_HZ = 16000
+# Frames whose voicing is remembered for ``voiced_ms``.
+_HISTORY_FRAMES = 200
 
 
 class Edge(Enum):
@@ -41,6 +44,7 @@ class Endpointer:
         self._pause_frames = pause_ms // FRAME_MS if 0 < pause_ms < silence_ms else 0
         self._paused = False
         self._recent: collections.deque[bool] = collections.deque(maxlen=self._start_frames + 1)
+        self._history: collections.deque[bool] = collections.deque(maxlen=_HISTORY_FRAMES)
         self._frame = -1
         self._last_voiced = -1
         self.speaking = False
@@ -50,6 +54,7 @@ class Endpointer:
         self._frame += 1
         voiced = self._vad.is_speech(frame, RATE_HZ)
         self._recent.append(voiced)
+        self._history.append(voiced)
         if voiced:
             self._last_voiced = self._frame
         if not self.speaking:
@@ -72,6 +77,11 @@ class Endpointer:
             return Boundary(Edge.PAUSE, self._last_voiced)
         return None
 
-    def speech_ms(self) -> int:
-        """How long the current speech has gone on (0 when there is none)."""
-        return (self._frame - self.start_frame + 1) * FRAME_MS if self.speaking else 0
+    def voiced_ms(self, window_ms: int) -> int:
+        """Voiced audio within the last ``window_ms``: silence inside the window does not count."""
+        frames = min(len(self._history), max(1, window_ms // FRAME_MS))
+        return sum(itertools.islice(reversed(self._history), frames)) * FRAME_MS
+
+    def quiet_ms(self) -> int:
+        """How long since the last voiced frame (since the first frame when none was voiced)."""
+        return (self._frame - self._last_voiced) * FRAME_MS

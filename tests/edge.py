@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import wave
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge_client.config import EdgeSettings
+from edge_client.conversation import Conversation
+from edge_client.files import WavOutput
+from edge_client.vad import FRAME_MS
 from tests.speech import REPO
 
 RATE_HZ = 16000
+FRAME_BYTES = RATE_HZ * FRAME_MS // 1000 * 2
 
 
 def write_wav(path: Path, pcm: bytes, rate_hz: int = RATE_HZ) -> Path:
@@ -71,3 +78,35 @@ def read_session(out: Path, report: Path | None, stderr: str = "") -> Session:
         audio = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
     turns = [json.loads(line) for line in report.read_text().splitlines() if line] if report else []
     return Session(turns, audio, rate, stderr)
+
+
+def frames_of(pcm: bytes) -> list[bytes]:
+    """``pcm`` as 30 ms frames, the last padded with silence."""
+    return [pcm[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0") for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+async def converse(
+    settings: EdgeSettings,
+    tmp: Path,
+    frames: Callable[[Conversation], AsyncIterator[bytes]],
+    timeout_s: float = 120,
+) -> tuple[Conversation, Session]:
+    """A conversation in this process, fed ``frames(conversation)`` in real time, recorded to a WAV."""
+    output = WavOutput(tmp / "out.wav", settings.output_rate_hz)
+    conversation = Conversation(settings, output, lambda kind, text: None)
+
+    async def paced() -> AsyncIterator[bytes]:
+        async for frame in frames(conversation):
+            output.advance(FRAME_MS / 1000)
+            yield frame
+            await asyncio.sleep(FRAME_MS / 1000)
+
+    conversation.start()
+    try:
+        await asyncio.wait_for(conversation.listen(paced()), timeout_s)
+    finally:
+        await conversation.close()
+        output.close()
+    session = read_session(tmp / "out.wav", None)
+    session.turns = conversation.turns
+    return conversation, session

@@ -187,6 +187,8 @@ async def serve(
 ) -> None:
     """Run a service until SIGTERM/SIGINT: start, load and warm the model, serve, drain."""
     serve_metrics(settings.metrics_port)
+    # What the service runs with, secrets masked: a setting that did not arrive shows here.
+    log.info("settings", extra={"settings": settings.model_dump(mode="json")})
     server = await build_server(settings, register, service_names)
     log.info("listening", extra={"port": server.port, "services": list(service_names)})
     started = time.monotonic()

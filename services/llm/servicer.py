@@ -54,8 +54,8 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
             raise InvalidArgument("the first message of a stream must be its config")
         conversation = await self._open(first.config, ())
         out: asyncio.Queue[_Out] = asyncio.Queue()
-        # Cancel events of the turns received and not yet finished; a cancel sets them all.
-        pending: set[threading.Event] = set()
+        # Cancel events of the turns received and not yet finished, with their turn ids.
+        pending: dict[threading.Event, int] = {}
         reader = asyncio.create_task(self._read(requests, conversation, pending, out))
         try:
             while (item := await out.get()) is not None:
@@ -120,7 +120,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         self,
         requests: AsyncIterator[llm_pb2.StreamingChatRequest],
         conversation: Conversation,
-        pending: set[threading.Event],
+        pending: dict[threading.Event, int],
         out: asyncio.Queue[_Out],
     ) -> None:
         """Read requests while turns run: cancels act at once; turns, truncates, retracts in order."""
@@ -132,12 +132,14 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                 if kind == "config":
                     raise InvalidArgument("config may be sent only once, as the first message of a stream")
                 if kind in ("cancel", "retract"):
-                    for event in pending:
-                        event.set()
+                    which = request.cancel.turn_id if kind == "cancel" else request.retract.turn_id
+                    for event, turn_id in pending.items():
+                        if which in (0, turn_id):
+                            event.set()
                 if kind in ("user_turn", "truncate", "retract"):
                     event = threading.Event()
                     if kind == "user_turn":
-                        pending.add(event)
+                        pending[event] = request.user_turn.turn_id
                     commands.put_nowait((request, event))
                 elif kind != "cancel":
                     raise InvalidArgument("a request must set config, user_turn, cancel, truncate or retract")
@@ -153,35 +155,40 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         self,
         conversation: Conversation,
         commands: asyncio.Queue[tuple[llm_pb2.StreamingChatRequest, threading.Event] | None],
-        pending: set[threading.Event],
+        pending: dict[threading.Event, int],
         out: asyncio.Queue[_Out],
     ) -> None:
         loop = asyncio.get_running_loop()
+        last_id = 0  # turn_id of the last user turn
         while (command := await commands.get()) is not None:
             request, cancel = command
-            if request.WhichOneof("request") == "truncate":
-                if not conversation.truncate(request.truncate.heard_text):
+            kind = request.WhichOneof("request")
+            if kind in ("truncate", "retract"):
+                which = request.truncate.turn_id if kind == "truncate" else request.retract.turn_id
+                if which not in (0, last_id):
+                    log.warning("%s of turn %d, but the last turn is %d; ignored", kind, which, last_id)
+                elif kind == "truncate" and not conversation.truncate(request.truncate.heard_text):
                     log.warning("truncate before any reply; ignored")
-                continue
-            if request.WhichOneof("request") == "retract":
-                if not conversation.retract():
+                elif kind == "retract" and not conversation.retract():
                     log.warning("retract before any turn; ignored")
                 continue
-            index = conversation.next_index
+            index, last_id = conversation.next_index, request.user_turn.turn_id
 
-            def send(text: str, index: int = index) -> None:
-                delta = Response(delta=llm_pb2.TextDelta(text=text, turn_index=index))
+            def send(text: str, index: int = index, turn_id: int = last_id) -> None:
+                delta = Response(delta=llm_pb2.TextDelta(text=text, turn_index=index, turn_id=turn_id))
                 loop.call_soon_threadsafe(out.put_nowait, delta)
 
             try:
                 result = await conversation.reply(request.user_turn.text, send, cancel)
-                out.put_nowait(Response(turn_end=_turn_end(result)))
+                end = _turn_end(result)
             except Exception as exc:
                 if not isinstance(exc, VoiceError):
                     log.exception("turn failed")
-                out.put_nowait(Response(turn_end=self._error_end(index, exc)))
+                end = self._error_end(index, exc)
             finally:
-                pending.discard(cancel)
+                pending.pop(cancel, None)
+            end.turn_id = last_id
+            out.put_nowait(Response(turn_end=end))
 
     def _error_end(self, index: int, exc: Exception) -> llm_pb2.TurnEnd:
         code, message = status_of(exc)

@@ -102,11 +102,11 @@ async def _commands(requests: AsyncIterator[tts_pb2.StreamingSynthesizeRequest])
     async for request in requests:
         kind = request.WhichOneof("request")
         if kind == "text":
-            yield Text(request.text)
+            yield Text(request.text, request.turn_id)
         elif kind == "flush":
-            yield Flush()
+            yield Flush(request.turn_id)
         elif kind == "cancel":
-            yield Cancel()
+            yield Cancel(request.turn_id)
         elif kind == "config":
             raise InvalidArgument(
                 "config may only be the first message of a stream; open a new stream to change it"
@@ -121,8 +121,11 @@ def _response(event: Event) -> tts_pb2.StreamingSynthesizeResponse:
                 sequence_number=event.sequence_number,
                 text=event.text,
                 sample_rate_hz=event.sample_rate_hz,
+                turn_id=event.turn_id,
             )
         )
     return tts_pb2.StreamingSynthesizeResponse(
-        done=tts_pb2.SynthesisDone(audio_ms=event.audio_ms, chunks=event.chunks, cancelled=event.cancelled)
+        done=tts_pb2.SynthesisDone(
+            audio_ms=event.audio_ms, chunks=event.chunks, cancelled=event.cancelled, turn_id=event.turn_id
+        )
     )

@@ -102,16 +102,17 @@ async def synthesize_text(
 @dataclass(frozen=True)
 class Text:
     text: str
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
 class Flush:
-    pass
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
 class Cancel:
-    pass
+    turn_id: int = 0
 
 
 Command = Text | Flush | Cancel
@@ -124,6 +125,7 @@ class Audio:
     # The piece's text on its first chunk, else empty.
     text: str
     sample_rate_hz: int
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Done:
     audio_ms: int
     chunks: int
     cancelled: bool
+    turn_id: int = 0
 
 
 Event = Audio | Done
@@ -141,6 +144,7 @@ class _Piece:
     piece: Piece
     generation: int
     queued_at: float
+    turn_id: int
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ class _Chunk:
     text: str
     generation: int
     queued_at: float
+    turn_id: int
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,7 @@ class _Mark:
     """Where a SynthesisDone goes: after a flush, a cancel or the end of input."""
 
     generation: int
+    turn_id: int
     cancelled: bool = False
     end: bool = False
 
@@ -169,6 +175,7 @@ class SynthesisSession:
         self._executor = executor
         self._chunker = Chunker()
         self._generation = 0
+        self._turn_id = 0  # of the text the chunker holds
         self._work: asyncio.Queue[_Piece | _Mark] = asyncio.Queue()
         self._out: asyncio.Queue[_Chunk | _Mark | BaseException] = asyncio.Queue()
         self._taken = asyncio.Event()
@@ -187,14 +194,14 @@ class SynthesisSession:
                 if item.generation != self._generation:
                     continue
                 if isinstance(item, _Mark):
-                    yield Done(audio_ms=samples * 1000 // rate, chunks=chunks, cancelled=item.cancelled)
+                    yield Done(samples * 1000 // rate, chunks, item.cancelled, item.turn_id)
                     chunks = samples = 0
                     if item.end:
                         return
                     continue
                 if chunks == 0:
                     STAGE_LATENCY.labels("tts", "first_audio").observe(time.perf_counter() - item.queued_at)
-                yield Audio(pcm=item.pcm, sequence_number=sequence, text=item.text, sample_rate_hz=rate)
+                yield Audio(item.pcm, sequence, item.text, rate, item.turn_id)
                 sequence += 1
                 chunks += 1
                 samples += len(item.pcm) // 2
@@ -206,24 +213,28 @@ class SynthesisSession:
     async def _read(self, commands: AsyncIterator[Command]) -> None:
         try:
             async for command in commands:
+                if command.turn_id != self._turn_id:
+                    # Text of one turn is never spoken in a piece of another's.
+                    self._queue(self._chunker.flush())
+                    self._turn_id = command.turn_id
                 if isinstance(command, Text) and len(command.text) >= LONG_TEXT_CHARS:
                     self._queue(await asyncio.to_thread(self._chunker.push, command.text))
                 elif isinstance(command, Text):
                     self._queue(self._chunker.push(command.text))
                 elif isinstance(command, Flush):
                     self._queue(self._chunker.flush())
-                    self._work.put_nowait(_Mark(self._generation))
+                    self._work.put_nowait(_Mark(self._generation, self._turn_id))
                 else:
                     self._cancel()
             self._queue(self._chunker.flush())
-            self._work.put_nowait(_Mark(self._generation, end=True))
+            self._work.put_nowait(_Mark(self._generation, self._turn_id, end=True))
         except Exception as exc:
             self._out.put_nowait(exc)
 
     def _queue(self, pieces: list[Piece]) -> None:
         now = time.perf_counter()
         for piece in pieces:
-            self._work.put_nowait(_Piece(piece, self._generation, now))
+            self._work.put_nowait(_Piece(piece, self._generation, now, self._turn_id))
 
     def _cancel(self) -> None:
         self._generation += 1
@@ -236,7 +247,7 @@ class SynthesisSession:
                 errors.append(item)
         for error in errors:
             self._out.put_nowait(error)
-        self._out.put_nowait(_Mark(self._generation, cancelled=True))
+        self._out.put_nowait(_Mark(self._generation, self._turn_id, cancelled=True))
 
     async def _synthesize(self) -> None:
         loop = asyncio.get_running_loop()
@@ -261,6 +272,6 @@ class SynthesisSession:
                     continue
                 for index, pcm in enumerate(split(samples, rate)):
                     text = item.piece.text if index == 0 else ""
-                    self._out.put_nowait(_Chunk(pcm, text, item.generation, item.queued_at))
+                    self._out.put_nowait(_Chunk(pcm, text, item.generation, item.queued_at, item.turn_id))
         except Exception as exc:
             self._out.put_nowait(exc)

@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -15,16 +15,30 @@ import soxr
 
 from edge_client.config import EdgeSettings
 from edge_client.conversation import Conversation, State
-from edge_client.files import WavOutput
 from edge_client.vad import FRAME_MS
 from tests.containers.conftest import compose
-from tests.edge import command, read_session, silence, voice_agent
+from tests.edge import FRAME_BYTES, command, converse, frames_of, read_session, silence, voice_agent
+from tests.noise import burst
 from tests.speech import REPO, english, wer
 from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 MAX_CLIP_WER = 0.3
-FRAME_BYTES = 16000 * FRAME_MS // 1000 * 2
+
+
+async def while_(condition: Callable[[], bool], limit_s: float = 120) -> AsyncIterator[bytes]:
+    """Silent frames while ``condition`` holds (at most ``limit_s``)."""
+    for _ in range(int(limit_s * 1000 / FRAME_MS)):
+        if not condition():
+            return
+        yield bytes(FRAME_BYTES)
+
+
+def speaking_for(conversation: Conversation, ms: float) -> bool:
+    """The agent has been speaking its reply for ``ms``."""
+    turn = conversation.current
+    start = turn.t_ms.get("first_audio") if turn is not None else None
+    return conversation.state == State.SPEAKING and start is not None and conversation.now_ms() - start >= ms
 
 
 async def _transcribe(audio: np.ndarray, rate_hz: int) -> str:
@@ -71,38 +85,20 @@ async def test_speaking_over_the_reply_cuts_it_short(stack: None, tmp_path: Path
     """The user speaks once the reply has played for a second: it stops, and only the heard part is kept."""
     question, interruption = english()[0], english()[4]
     settings = EdgeSettings(system_prompt="Tell a long story of at least six sentences.")
-    output = WavOutput(tmp_path / "out.wav", settings.output_rate_hz)
-    conversation = Conversation(settings, output, lambda kind, text: None)
     spoke_at: list[float] = []
 
-    async def frames() -> AsyncIterator[bytes]:
-        pcm = question.pcm() + silence(1.0)
-        waited = 0
-        while waited < 15_000 / FRAME_MS and (conversation.state != State.SPEAKING or waited % 33 != 32):
-            if pcm:
-                frame, pcm = pcm[:FRAME_BYTES], pcm[FRAME_BYTES:]
-            else:
-                frame, waited = bytes(FRAME_BYTES), waited + 1
-            yield frame.ljust(FRAME_BYTES, b"\0")
-        spoke_at.append(conversation.now_ms() + FRAME_MS)
-        pcm = interruption.pcm() + silence(1.0)
-        while pcm or conversation.busy:
-            frame, pcm = pcm[:FRAME_BYTES], pcm[FRAME_BYTES:]
-            yield frame.ljust(FRAME_BYTES, b"\0")
-
-    async def paced() -> AsyncIterator[bytes]:
-        async for frame in frames():
-            output.advance(FRAME_MS / 1000)
+    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
+        for frame in frames_of(question.pcm() + silence(1.0)):
             yield frame
-            await asyncio.sleep(FRAME_MS / 1000)
+        async for frame in while_(lambda: not speaking_for(conversation, 1000), 15):
+            yield frame
+        spoke_at.append(conversation.now_ms() + FRAME_MS)
+        for frame in frames_of(interruption.pcm() + silence(1.0)):
+            yield frame
+        async for frame in while_(lambda: conversation.busy):
+            yield frame
 
-    conversation.start()
-    await asyncio.wait_for(conversation.listen(paced()), 120)
-    await conversation.close()
-    output.close()
-    session = read_session(tmp_path / "out.wav", None)
-    session.turns = conversation.turns
-
+    conversation, session = await converse(settings, tmp_path, frames)
     first = session.turns[0]
     t = first["t_ms"]
     assert isinstance(t, dict) and spoke_at, session.turns
@@ -119,6 +115,41 @@ async def test_speaking_over_the_reply_cuts_it_short(stack: None, tmp_path: Path
     assert heard and written.startswith(heard.split()[0]) and len(heard) < len(written)
     assert conversation.llm.history[1].content == heard
     assert wer(interruption.text, str(session.turns[1]["user_text"])) <= MAX_CLIP_WER
+
+
+async def test_noise_over_the_reply_pauses_it_and_it_goes_on(stack: None, tmp_path: Path) -> None:
+    """A cough, a clap and a knock while the agent speaks: no interruption, and the reply is heard whole."""
+    question = english()[0]
+    settings = EdgeSettings(system_prompt="Tell a long story of at least six sentences.", max_tokens=150)
+    sounds = [("cough", 250), ("clap", 100), ("knock", 150), ("cough", 200)]
+    during: list[bool] = []  # whether each sound came while the reply was playing
+
+    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
+        for frame in frames_of(question.pcm() + silence(1.0)):
+            yield frame
+        async for frame in while_(lambda: not speaking_for(conversation, 1000), 15):
+            yield frame
+        for i, (kind, ms) in enumerate(sounds):
+            during.append(conversation.state == State.SPEAKING)
+            for frame in frames_of(burst(kind, ms, seed=i) + silence(2.0)):
+                yield frame
+        async for frame in while_(lambda: conversation.busy):
+            yield frame
+
+    conversation, session = await converse(settings, tmp_path, frames, timeout_s=180)
+    assert during[0], "the reply was not playing when the first sound came"
+    assert len(session.turns) == 1, session.turns
+    turn = session.turns[0]
+    t = turn["t_ms"]
+    assert isinstance(t, dict)
+    assert turn["interrupted"] is False and "barge_in" not in t, turn
+    # The model's context keeps the whole reply: nothing was cut.
+    assert [m.role for m in conversation.llm.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
+    assert conversation.llm.history[1].content == conversation.finished[0].agent_text
+    # The whole reply was played: as much audio as was synthesized.
+    finished = conversation.finished[0]
+    assert finished.played == 0 or "resumed" in t
+    assert session.audible().size * 10 >= 0.5 * finished.samples * 1000 / session.output_rate_hz
 
 
 def test_an_utterance_spoken_while_stt_restarts_is_not_lost(stack: None, tmp_path: Path) -> None:
@@ -166,22 +197,14 @@ async def test_a_pause_inside_the_turn_does_not_split_it(stack: None, tmp_path: 
     """A reply prepared at a 400 ms pause is withdrawn when the user goes on: one turn, both parts."""
     first, second = english()[5], english()[6]
     settings = EdgeSettings(max_tokens=20, pause_ms=200)
-    output = WavOutput(tmp_path / "out.wav", settings.output_rate_hz)
-    conversation = Conversation(settings, output, lambda kind, text: None)
-    pcm = silence(0.3) + first.pcm() + silence(0.4) + second.pcm() + silence(1.0)
 
-    async def paced() -> AsyncIterator[bytes]:
-        rest = pcm
-        while rest or conversation.busy:
-            frame, rest = rest[:FRAME_BYTES], rest[FRAME_BYTES:]
-            output.advance(FRAME_MS / 1000)
-            yield frame.ljust(FRAME_BYTES, b"\0")
-            await asyncio.sleep(FRAME_MS / 1000)
+    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
+        for frame in frames_of(silence(0.3) + first.pcm() + silence(0.4) + second.pcm() + silence(1.0)):
+            yield frame
+        async for frame in while_(lambda: conversation.busy):
+            yield frame
 
-    conversation.start()
-    await asyncio.wait_for(conversation.listen(paced()), 120)
-    await conversation.close()
-    output.close()
+    conversation, _ = await converse(settings, tmp_path, frames)
     assert len(conversation.turns) == 1, conversation.turns
     turn = conversation.turns[0]
     assert wer(f"{first.text} {second.text}", str(turn["user_text"])) <= MAX_CLIP_WER

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_client.clients import SttLink
-from edge_client.config import DEFAULT_MIN_SPEECH_MS
+from edge_client.config import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS
 from edge_client.conversation import Turn, _Piece
 from edge_client.files import WavInput, WavOutput
 from edge_client.vad import FRAME_MS, Edge, Endpointer
 from tests.edge import silence, write_wav
+from tests.noise import burst
 from tests.speech import english
 from voice.stt.v1 import stt_pb2
 
@@ -81,26 +83,46 @@ async def test_a_fast_input_waits_while_held(tmp_path: Path) -> None:
     assert sum(1 for f in frames if not any(f)) == 5
 
 
-async def test_stt_audio_is_kept_until_its_final_arrives() -> None:
+async def test_stt_audio_is_kept_until_its_final_arrives_and_goes_only_on_the_live_stream() -> None:
     link = SttLink("127.0.0.1:1", lambda final: None, lambda note: None, max_buffer_s=10)
     for _ in range(10):
         link.send_audio(b"\x01\x00" * 480)
     link.end_utterance()
     for _ in range(3):
         link.send_audio(b"\x02\x00" * 480)
-    requests = link._requests()
+    first: asyncio.Queue[Any] = asyncio.Queue()
+    link._outbox = first
+    link._on_open()  # a stream opens: all that is pending goes on it, in order
+    requests = link._requests(first)
     sent = [await anext(requests) for _ in range(15)]
     assert sent[0].HasField("config") and sent[11].HasField("end_of_utterance")
     # The final covers the first 10 frames: they and their end of utterance are forgotten.
-    final = link._acknowledge(stt_pb2.SpeechRecognitionResult(transcript="x", is_final=True, end_ms=250))
-    assert final.end_ms == 250 and [i.audio for i in link._pending] == [b"\x02\x00" * 480] * 3
-    # A new stream sends what is left again, first.
-    link._cursor = 0
-    again = link._requests()
-    assert [(await anext(again)).WhichOneof("request") for _ in range(4)] == ["config"] + [
+    link._acknowledge(stt_pb2.SpeechRecognitionResult(transcript="x", is_final=True, end_ms=250))
+    assert [i.audio for i in link._pending] == [b"\x02\x00" * 480] * 3
+    # A new stream sends what is left again, first; the old stream's iterator gets nothing new.
+    second: asyncio.Queue[Any] = asyncio.Queue()
+    link._outbox = second
+    link._on_open()
+    link.send_audio(b"\x03\x00" * 480)
+    assert first.empty()
+    again = link._requests(second)
+    assert [(await anext(again)).WhichOneof("request") for _ in range(5)] == ["config"] + [
         "audio_content"
-    ] * 3
-    await asyncio.sleep(0)
+    ] * 4
+
+
+def test_a_cough_is_not_voiced_long_enough_to_barge_in() -> None:
+    """A short burst and its quiet tail: voiced time stays short; speech keeps adding up."""
+    endpointer = Endpointer(2, DEFAULT_MIN_SPEECH_MS, silence_ms=600)
+    voiced = []
+    for frame in _frames(silence(0.3) + burst("cough", 150) + silence(0.6)):
+        endpointer.push(frame)
+        voiced.append(endpointer.voiced_ms(2 * DEFAULT_BARGE_IN_MS))
+    assert max(voiced) < DEFAULT_BARGE_IN_MS
+    assert endpointer.quiet_ms() >= 400
+    for frame in _frames(english()[0].pcm()[: 16000 * 2]):
+        endpointer.push(frame)
+    assert endpointer.voiced_ms(2 * DEFAULT_BARGE_IN_MS) >= DEFAULT_BARGE_IN_MS
 
 
 def test_a_pause_inside_the_turn_resumes_and_the_turn_ends_once() -> None:

@@ -54,24 +54,32 @@ class ChatConfig(_message.Message):
     def __init__(self, system_prompt: _Optional[str] = ..., model: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., history: _Optional[_Iterable[_Union[Message, _Mapping]]] = ...) -> None: ...
 
 class UserTurn(_message.Message):
-    __slots__ = ("text",)
+    __slots__ = ("text", "turn_id")
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
     text: str
-    def __init__(self, text: _Optional[str] = ...) -> None: ...
+    turn_id: int
+    def __init__(self, text: _Optional[str] = ..., turn_id: _Optional[int] = ...) -> None: ...
 
 class Cancel(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("turn_id",)
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    turn_id: int
+    def __init__(self, turn_id: _Optional[int] = ...) -> None: ...
 
 class Truncate(_message.Message):
-    __slots__ = ("heard_text",)
+    __slots__ = ("heard_text", "turn_id")
     HEARD_TEXT_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
     heard_text: str
-    def __init__(self, heard_text: _Optional[str] = ...) -> None: ...
+    turn_id: int
+    def __init__(self, heard_text: _Optional[str] = ..., turn_id: _Optional[int] = ...) -> None: ...
 
 class Retract(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("turn_id",)
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    turn_id: int
+    def __init__(self, turn_id: _Optional[int] = ...) -> None: ...
 
 class StreamingChatRequest(_message.Message):
     __slots__ = ("config", "user_turn", "cancel", "truncate", "retract")
@@ -106,12 +114,14 @@ class Timings(_message.Message):
     def __init__(self, time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., tokens_per_second: _Optional[float] = ...) -> None: ...
 
 class TextDelta(_message.Message):
-    __slots__ = ("text", "turn_index")
+    __slots__ = ("text", "turn_index", "turn_id")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
     text: str
     turn_index: int
-    def __init__(self, text: _Optional[str] = ..., turn_index: _Optional[int] = ...) -> None: ...
+    turn_id: int
+    def __init__(self, text: _Optional[str] = ..., turn_index: _Optional[int] = ..., turn_id: _Optional[int] = ...) -> None: ...
 
 class TurnError(_message.Message):
     __slots__ = ("code", "message", "retryable")
@@ -124,7 +134,7 @@ class TurnError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class TurnEnd(_message.Message):
-    __slots__ = ("turn_index", "finish_reason", "usage", "timings", "text", "error", "engine")
+    __slots__ = ("turn_index", "finish_reason", "usage", "timings", "text", "error", "engine", "turn_id")
     TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +142,7 @@ class TurnEnd(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
     turn_index: int
     finish_reason: FinishReason
     usage: Usage
@@ -139,7 +150,8 @@ class TurnEnd(_message.Message):
     text: str
     error: TurnError
     engine: str
-    def __init__(self, turn_index: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., text: _Optional[str] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., engine: _Optional[str] = ...) -> None: ...
+    turn_id: int
+    def __init__(self, turn_index: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., text: _Optional[str] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., engine: _Optional[str] = ..., turn_id: _Optional[int] = ...) -> None: ...
 
 class StreamingChatResponse(_message.Message):
     __slots__ = ("delta", "turn_end")

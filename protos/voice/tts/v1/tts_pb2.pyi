@@ -30,38 +30,44 @@ class Cancel(_message.Message):
     def __init__(self) -> None: ...
 
 class StreamingSynthesizeRequest(_message.Message):
-    __slots__ = ("config", "text", "flush", "cancel")
+    __slots__ = ("config", "text", "flush", "cancel", "turn_id")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FLUSH_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
     config: SynthesisConfig
     text: str
     flush: Flush
     cancel: Cancel
-    def __init__(self, config: _Optional[_Union[SynthesisConfig, _Mapping]] = ..., text: _Optional[str] = ..., flush: _Optional[_Union[Flush, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ...) -> None: ...
+    turn_id: int
+    def __init__(self, config: _Optional[_Union[SynthesisConfig, _Mapping]] = ..., text: _Optional[str] = ..., flush: _Optional[_Union[Flush, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., turn_id: _Optional[int] = ...) -> None: ...
 
 class SynthesizedAudio(_message.Message):
-    __slots__ = ("audio_content", "sequence_number", "text", "sample_rate_hz")
+    __slots__ = ("audio_content", "sequence_number", "text", "sample_rate_hz", "turn_id")
     AUDIO_CONTENT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
     audio_content: bytes
     sequence_number: int
     text: str
     sample_rate_hz: int
-    def __init__(self, audio_content: _Optional[bytes] = ..., sequence_number: _Optional[int] = ..., text: _Optional[str] = ..., sample_rate_hz: _Optional[int] = ...) -> None: ...
+    turn_id: int
+    def __init__(self, audio_content: _Optional[bytes] = ..., sequence_number: _Optional[int] = ..., text: _Optional[str] = ..., sample_rate_hz: _Optional[int] = ..., turn_id: _Optional[int] = ...) -> None: ...
 
 class SynthesisDone(_message.Message):
-    __slots__ = ("audio_ms", "chunks", "cancelled")
+    __slots__ = ("audio_ms", "chunks", "cancelled", "turn_id")
     AUDIO_MS_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
     audio_ms: int
     chunks: int
     cancelled: bool
-    def __init__(self, audio_ms: _Optional[int] = ..., chunks: _Optional[int] = ..., cancelled: _Optional[bool] = ...) -> None: ...
+    turn_id: int
+    def __init__(self, audio_ms: _Optional[int] = ..., chunks: _Optional[int] = ..., cancelled: _Optional[bool] = ..., turn_id: _Optional[int] = ...) -> None: ...
 
 class StreamingSynthesizeResponse(_message.Message):
     __slots__ = ("audio", "done")
