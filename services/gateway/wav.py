@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import audioop
 import io
 import struct
 import wave
+
+import numpy as np
 
 from services.gateway.errors import BadRequest
 
@@ -21,15 +22,22 @@ def read_wav(data: bytes) -> tuple[bytes, int]:
             pcm = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as exc:
         raise BadRequest(f"`file` is not a PCM WAV file ({exc}); send 16-bit PCM WAV", "file") from exc
-    if width == 1:
-        pcm = audioop.bias(pcm, 1, -128)
-    if width != 2:
-        pcm = audioop.lin2lin(pcm, width, 2)
-    if channels == 2:
-        pcm = audioop.tomono(pcm, 2, 0.5, 0.5)
-    elif channels != 1:
-        raise BadRequest(f"`file` has {channels} channels; send mono or stereo", "file")
-    return pcm, rate
+    if width not in (1, 2, 3, 4):
+        raise BadRequest(f"`file` has {width}-byte samples; send 8, 16, 24 or 32-bit PCM", "file")
+    samples = _to_int16(pcm, width)
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1).astype("<i2")
+    return samples.tobytes(), rate
+
+
+def _to_int16(pcm: bytes, width: int) -> np.ndarray:
+    if width == 1:  # unsigned
+        return ((np.frombuffer(pcm, np.uint8).astype(np.int16) - 128) << 8).astype("<i2")
+    if width == 2:
+        return np.frombuffer(pcm, "<i2")
+    # The two most significant bytes of each little-endian sample.
+    frames = np.frombuffer(pcm, np.uint8).reshape(-1, width)[:, width - 2 :]
+    return np.ascontiguousarray(frames).view("<i2").reshape(-1)
 
 
 def streaming_header(rate: int) -> bytes:
