@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -57,6 +57,13 @@ class _WyomingListener:
             await handler.stop()
 
 
+class _HttpServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The gateway stops on SIGTERM itself, all three listeners together.
+        yield
+
+
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -68,7 +75,7 @@ def _bind(host: str, port: int) -> socket.socket:
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[Ports]:
     """All three listeners up on ``settings``' host and ports (0: a free port each)."""
     backends = Backends.connect(settings)
-    http = uvicorn.Server(
+    http = _HttpServer(
         uvicorn.Config(create_app(backends), log_config=None, access_log=False, lifespan="off")
     )
     sock = _bind(settings.host, settings.http_port)
