@@ -7,7 +7,8 @@
 - STT: the English clips, fed at real time as a satellite sends them, through
   wyoming-faster-whisper and through the gateway (our STT service behind it), both on
   the same local tiny.en model directory with beam 5: time from ``audio-stop`` to
-  ``transcript``, and the corpus WER.
+  ``transcript``, and the corpus WER; and the STT service over gRPC without the
+  gateway (end_of_utterance to final), for the gateway's own share.
 - TTS: replies streamed word by word (``synthesize-start``/``-chunk``/``-stop``) at
   ``--words-per-s``, through wyoming-piper and through the gateway, both with the
   en_US-joe-medium voice: time from the first word sent to the first audio chunk,
@@ -29,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -46,6 +48,7 @@ from services.stt.models import tiny_en_path
 from tests.gateway_stack import gateway_stack
 from tests.speech import corpus_wer, english
 from tests.wyoming_client import CHUNK_BYTES, read
+from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 BASELINE_VENV = Path(tempfile.gettempdir()) / "voice-agent-wyoming-baselines"
@@ -67,6 +70,10 @@ REPLIES = [
     "Okay, here's a quick recipe: boil the pasta, fry the garlic in olive oil, then mix them together.",
     "Right, so the first step is to unplug the router, wait thirty seconds, and plug it back in.",
 ]
+
+
+# (16 kHz PCM, pace at real time) -> (transcript, seconds from the end of the audio to it)
+Transcriber = Callable[[bytes, bool], Awaitable[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -157,11 +164,33 @@ async def transcribe_timed(port: int, pcm: bytes, pace: bool) -> tuple[str, floa
         return Transcript.from_event(event).text, time.monotonic() - stopped
 
 
-async def stt_row(name: str, port: int, pace: bool) -> SttRow:
+async def recognize_timed(stub: stt_pb2_grpc.SttServiceStub, pcm: bytes, pace: bool) -> tuple[str, float]:
+    """The same over gRPC, straight to the STT service: from end_of_utterance to the final."""
+    Request = stt_pb2.StreamingRecognizeRequest
+    stopped = 0.0
+
+    async def requests() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
+        nonlocal stopped
+        yield Request(config=stt_pb2.RecognitionConfig(sample_rate_hz=16000))
+        started = time.monotonic()
+        for index, start in enumerate(range(0, len(pcm), CHUNK_BYTES)):
+            yield Request(audio_content=pcm[start : start + CHUNK_BYTES])
+            if pace:
+                await asyncio.sleep(max(0.0, started + (index + 1) * 0.1 - time.monotonic()))
+        stopped = time.monotonic()
+        yield Request(end_of_utterance=stt_pb2.EndOfUtterance())
+
+    texts: list[str] = []
+    async for response in stub.StreamingRecognize(requests()):
+        texts.extend(r.transcript for r in response.results if r.is_final)
+    return " ".join(texts), time.monotonic() - stopped
+
+
+async def stt_row(name: str, transcribe: Transcriber, pace: bool) -> SttRow:
     pairs, latencies = [], []
-    await transcribe_timed(port, english()[0].pcm(), pace=False)  # warm-up
+    await transcribe(english()[0].pcm(), False)  # warm-up
     for rec in english():
-        text, seconds = await transcribe_timed(port, rec.pcm(), pace)
+        text, seconds = await transcribe(rec.pcm(), pace)
         pairs.append((rec.text, text))
         latencies.append(seconds * 1000)
     return SttRow(name, len(pairs), corpus_wer(pairs), statistics.median(latencies), p90(latencies))
@@ -205,6 +234,10 @@ async def tts_row(name: str, port: int, clients: int, replies: int, words_per_s:
     return TtsRow(name, clients, len(latencies), statistics.median(latencies), p90(latencies))
 
 
+def over_wyoming(port: int) -> Transcriber:
+    return lambda pcm, pace: transcribe_timed(port, pcm, pace)
+
+
 def p90(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
@@ -228,14 +261,18 @@ async def main(args: argparse.Namespace) -> None:
         "--voice", VOICE, "--data-dir", str(voice_dir()),
     ]  # fmt: skip
     async with subprocess_server(whisper, whisper_port):
-        stt_rows.append(await stt_row("wyoming-faster-whisper", whisper_port, args.pace))
+        stt_rows.append(await stt_row("wyoming-faster-whisper", over_wyoming(whisper_port), args.pace))
     async with subprocess_server(piper, piper_port):
         for clients in args.clients:
             tts_rows.append(
                 await tts_row("wyoming-piper", piper_port, clients, args.replies, args.words_per_s)
             )
     async with gateway_stack(llm=False) as stack:
-        stt_rows.append(await stt_row("gateway (stt service)", stack.ports.wyoming_stt, args.pace))
+        stt_rows.append(
+            await stt_row("gateway (stt service)", over_wyoming(stack.ports.wyoming_stt), args.pace)
+        )
+        direct = stt_row("stt service over gRPC, no gateway", partial(recognize_timed, stack.stt), args.pace)
+        stt_rows.append(await direct)
         for clients in args.clients:
             row = await tts_row(
                 "gateway (tts service)", stack.ports.wyoming_tts, clients, args.replies, args.words_per_s
