@@ -62,6 +62,10 @@ class SttEventHandler(AsyncEventHandler):
             elif AudioStop.is_type(event.type):
                 stream, self._stream = self._stream, None
                 await self._answer(stream)
+        except ConnectionError:
+            # The client has gone (Home Assistant closes once it has the answer it needs).
+            await self._close_stream()
+            return False
         except Exception as exc:
             if not isinstance(exc, grpc.aio.AioRpcError):
                 log.exception("wyoming transcription failed")

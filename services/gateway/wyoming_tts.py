@@ -21,7 +21,7 @@ from wyoming.tts import (
 )
 
 from services.gateway.channels import Backends
-from services.gateway.errors import wyoming_error
+from services.gateway.errors import BadRequest, wyoming_error
 from services.gateway.wyoming_info import tts_info
 from voice.tts.v1 import tts_pb2
 
@@ -62,6 +62,10 @@ class TtsEventHandler(AsyncEventHandler):
                 await synthesis.finish()
                 await self.write_event(SynthesizeStopped().event())
             # A `synthesize` inside a stream repeats its text for older servers: it is skipped.
+        except ConnectionError:
+            # The client has gone (Home Assistant closes once it has the answer it needs).
+            await self._close_stream()
+            return False
         except Exception as exc:
             if not isinstance(exc, grpc.aio.AioRpcError):
                 log.exception("wyoming synthesis failed")
@@ -79,7 +83,7 @@ class TtsEventHandler(AsyncEventHandler):
         return _Synthesis(self._backends, config, self.write_event)
 
     async def _voice_for(self, language: str) -> str:
-        """The first voice that speaks ``language`` ("en" matches "en_US"); empty for the default."""
+        """The first voice that speaks ``language`` ("en" matches "en_US")."""
         reply = await self._backends.tts.ListVoices(
             tts_pb2.ListVoicesRequest(), timeout=self._backends.info_timeout_s
         )
@@ -88,7 +92,8 @@ class TtsEventHandler(AsyncEventHandler):
             codes = [c.replace("-", "_").lower() for c in voice.language_codes]
             if any(c == wanted or c.split("_")[0] == wanted for c in codes):
                 return str(voice.name)
-        return ""
+        spoken = sorted({c for v in reply.voices for c in v.language_codes})
+        raise BadRequest(f"no voice speaks {language!r}; the voices speak: {', '.join(spoken)}")
 
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None

@@ -10,7 +10,7 @@ import pytest
 from wyoming.audio import AudioChunk
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe, Info
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
 from services.gateway.server import running_gateway
 from tests.gateway_stack import NOWHERE, Stack, gateway_settings, gateway_stack
@@ -107,6 +107,15 @@ async def test_an_unknown_voice_is_an_error_event_with_the_reason(stack: Stack) 
         await synthesize(stack.ports.wyoming_tts, SENTENCE, voice="nobody")
     # The connection's handler lives on: the next request on a new connection works.
     assert (await synthesize(stack.ports.wyoming_tts, "Fine.")).pcm
+
+
+async def test_a_voice_can_be_chosen_by_language(stack: Stack) -> None:
+    async with AsyncTcpClient("127.0.0.1", stack.ports.wyoming_tts, read_timeout=READ_TIMEOUT_S) as client:
+        await client.write_event(Synthesize(text="Hi.", voice=SynthesizeVoice(language="en")).event())
+        assert (await read_audio(client)).rate == 22050
+        await client.write_event(Synthesize(text="Hi.", voice=SynthesizeVoice(language="xx")).event())
+        with pytest.raises(WyomingError, match="no voice speaks 'xx'; the voices speak: en-US"):
+            await read(client)
 
 
 async def test_a_service_that_is_down_is_an_error_event() -> None:
