@@ -44,6 +44,8 @@ class SttEventHandler(AsyncEventHandler):
         self._streaming = settings.transcript_streaming
         self._language = ""
         self._stream: _Recognition | None = None
+        # After an error, the rest of that request's audio is dropped: one error answers it.
+        self._failed = False
 
     async def handle_event(self, event: Event) -> bool:
         try:
@@ -51,9 +53,13 @@ class SttEventHandler(AsyncEventHandler):
                 await self.write_event((await stt_info(self._backends, self._streaming)).event())
             elif Transcribe.is_type(event.type):
                 self._language = Transcribe.from_event(event).language or ""
+                self._failed = False
             elif AudioStart.is_type(event.type):
                 await self._close_stream()
+                self._failed = False
                 self._stream = self._open(AudioStart.from_event(event).rate)
+            elif self._failed:
+                self._failed = not AudioStop.is_type(event.type)
             elif AudioChunk.is_type(event.type):
                 chunk = AudioChunk.from_event(event)
                 if self._stream is None:
@@ -70,6 +76,7 @@ class SttEventHandler(AsyncEventHandler):
             if not isinstance(exc, grpc.aio.AioRpcError):
                 log.exception("wyoming transcription failed")
             await self._close_stream()
+            self._failed = True
             await self.write_event(wyoming_error(exc).event())
         return True
 

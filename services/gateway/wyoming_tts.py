@@ -42,25 +42,31 @@ class TtsEventHandler(AsyncEventHandler):
         super().__init__(reader, writer)
         self._backends = backends
         self._stream: _Synthesis | None = None
+        # Between synthesize-start and synthesize-stop, even after an error ended the synthesis.
+        self._streaming = False
 
     async def handle_event(self, event: Event) -> bool:
         try:
             if Describe.is_type(event.type):
                 await self.write_event((await tts_info(self._backends)).event())
-            elif Synthesize.is_type(event.type) and self._stream is None:
+            elif Synthesize.is_type(event.type) and not self._streaming:
                 request = Synthesize.from_event(event)
                 synthesis = await self._open(request.voice)
                 await synthesis.write(request.text)
                 await synthesis.finish()
             elif SynthesizeStart.is_type(event.type):
                 await self._close_stream()
+                self._streaming = True
                 self._stream = await self._open(SynthesizeStart.from_event(event).voice)
             elif SynthesizeChunk.is_type(event.type) and self._stream is not None:
                 await self._stream.write(SynthesizeChunk.from_event(event).text)
             elif SynthesizeStop.is_type(event.type) and self._stream is not None:
+                self._streaming = False
                 synthesis, self._stream = self._stream, None
                 await synthesis.finish()
                 await self.write_event(SynthesizeStopped().event())
+            elif SynthesizeStop.is_type(event.type):
+                self._streaming = False
             # A `synthesize` inside a stream repeats its text for older servers: it is skipped.
         except ConnectionError:
             # The client has gone (Home Assistant closes once it has the answer it needs).
