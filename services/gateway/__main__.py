@@ -1,0 +1,44 @@
+"""Run the gateway: ``python -m services.gateway``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from services.common.logs import configure_logging
+from services.gateway.config import GatewaySettings
+from services.gateway.server import running_gateway
+
+log = logging.getLogger("services.gateway")
+
+
+async def _run(settings: GatewaySettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with running_gateway(settings) as ports:
+        log.info(
+            "ready",
+            extra={
+                "http_port": ports.http,
+                "wyoming_stt_port": ports.wyoming_stt,
+                "wyoming_tts_port": ports.wyoming_tts,
+                "stt": settings.stt_address,
+                "llm": settings.llm_address,
+                "tts": settings.tts_address,
+            },
+        )
+        await stop.wait()
+    log.info("stopped")
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging(settings.log_level)
+    asyncio.run(_run(settings))
+
+
+if __name__ == "__main__":
+    main()

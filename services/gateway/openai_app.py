@@ -1,0 +1,80 @@
+"""The OpenAI-compatible HTTP app: routes, ``/v1/models``, ``/health`` and errors in OpenAI's form."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from starlette.exceptions import HTTPException
+
+from services.gateway import openai_audio, openai_chat
+from services.gateway.channels import Backends
+from services.gateway.errors import BadRequest, openai_error, openai_rpc_error
+from voice.llm.v1 import llm_pb2
+from voice.stt.v1 import stt_pb2
+from voice.tts.v1 import tts_pb2
+
+log = logging.getLogger(__name__)
+
+
+def create_app(backends: Backends) -> FastAPI:
+    app = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None)
+    app.include_router(openai_audio.router(backends))
+    app.include_router(openai_chat.router(backends))
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        timeout = backends.info_timeout_s
+        llm, stt, tts = await asyncio.gather(
+            backends.llm.GetInfo(llm_pb2.GetInfoRequest(), timeout=timeout),
+            backends.stt.GetInfo(stt_pb2.GetInfoRequest(), timeout=timeout),
+            backends.tts.ListVoices(tts_pb2.ListVoicesRequest(), timeout=timeout),
+        )
+        created = int(time.time())
+        owned = [(llm.model, "llm"), (stt.model, "stt"), *((v.name, "tts") for v in tts.voices)]
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": owner} for name, owner in owned
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """200 when all three services report SERVING, else 503 with each one's state."""
+        names = ("stt", "llm", "tts")
+        states = await asyncio.gather(*(_serving(c, backends.info_timeout_s) for c in backends.channels))
+        body = dict(zip(names, states, strict=True))
+        ok = all(state == "SERVING" for state in states)
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse(openai_error(str(exc), "invalid_request_error", exc.param), status_code=400)
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+        status, body = openai_rpc_error(exc)
+        if status >= 500:
+            log.warning("%s failed: %s %s", request.url.path, exc.code().name, exc.details())
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(openai_error(str(exc.detail), kind), status_code=exc.status_code)
+
+    return app
+
+
+async def _serving(channel: grpc.aio.Channel, timeout_s: float) -> str:
+    try:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=timeout_s
+        )
+    except grpc.aio.AioRpcError as exc:
+        return str(exc.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
