@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import grpc
 
+from edge_client.channels import open_channel
 from edge_client.vad import FRAME_MS, RATE_HZ
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -50,7 +51,7 @@ async def reconnecting(
     attempt = 0
     while True:
         try:
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with open_channel(address) as channel:
                 await channel.channel_ready()
                 attempt = 0
                 async for response in open_stream(channel):
@@ -300,7 +301,7 @@ async def check_reachable(addresses: dict[str, str], timeout_s: float = 3.0) -> 
 
     problems = []
     for name, address in addresses.items():
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address) as channel:
             try:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=timeout_s
