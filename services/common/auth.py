@@ -22,7 +22,7 @@ class Verdict:
 
 
 def _parse(lines: Iterable[str]) -> list[tuple[str, bytes]]:
-    tokens = []
+    tokens: list[tuple[str, bytes]] = []
     for line in lines:
         line = line.strip()
         if not line or line.startswith("#"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -40,14 +40,15 @@ def secure_stack() -> Iterator[str]:
 
 async def _calls(security: Security) -> list[grpc.StatusCode]:
     codes = []
-    for port, call in [
+    calls: list[tuple[int, Callable[[grpc.aio.Channel], Awaitable[object]]]] = [
         (50051, lambda ch: stt_pb2_grpc.SttServiceStub(ch).GetInfo(stt_pb2.GetInfoRequest(), timeout=10)),
         (50052, lambda ch: llm_pb2_grpc.LlmServiceStub(ch).GetInfo(llm_pb2.GetInfoRequest(), timeout=10)),
         (
             50053,
             lambda ch: tts_pb2_grpc.TtsServiceStub(ch).ListVoices(tts_pb2.ListVoicesRequest(), timeout=10),
         ),
-    ]:
+    ]
+    for port, call in calls:
         async with open_channel(f"127.0.0.1:{port}", security) as channel:
             try:
                 await call(channel)

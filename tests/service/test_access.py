@@ -9,6 +9,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from pydantic import SecretStr
 
 from services.common.server import build_server
 from services.llm.config import LlmSettings
@@ -58,8 +59,10 @@ async def _refusals(
 
 
 async def test_every_rpc_of_the_three_services_needs_a_valid_token() -> None:
-    llm_settings = LlmSettings(host="127.0.0.1", port=0, metrics_port=0, engine="local", tokens=TOKENS)
-    tts_settings = TtsSettings(host="127.0.0.1", port=0, metrics_port=0, tokens=TOKENS)
+    llm_settings = LlmSettings(
+        host="127.0.0.1", port=0, metrics_port=0, engine="local", tokens=SecretStr(TOKENS)
+    )
+    tts_settings = TtsSettings(host="127.0.0.1", port=0, metrics_port=0, tokens=SecretStr(TOKENS))
     llm = LlmServicer(create_llm(llm_settings), llm_settings)
     tts = TtsServicer(create_tts(tts_settings), tts_settings)
     servers = [
