@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from pydantic import SecretStr
 
+from edge_client.channels import Security, check, open_channel
 from services.common.server import build_server
 from services.llm.config import LlmSettings
 from services.llm.engine import create_engine as create_llm
@@ -197,3 +198,12 @@ async def test_an_idle_stream_is_closed_and_a_busy_one_is_not() -> None:
         assert "stream_idle_s" in (err.value.details() or "")
         assert (await busy).text == "hello"
         await _wait_for(lambda: server.active_streams == 0)
+
+
+async def test_the_edge_client_channel_sends_its_token_in_plaintext_over_loopback() -> None:
+    async with stt_server(tokens=TOKENS) as server:
+        address = f"127.0.0.1:{server.port}"
+        async with open_channel(address, Security(token=TOKEN_B)) as channel:
+            reply = await stt_pb2_grpc.SttServiceStub(channel).GetInfo(stt_pb2.GetInfoRequest())
+        assert reply.model == "fixed"
+        assert await check({"stt": address}, Security(token=TOKEN_B)) == []
