@@ -80,8 +80,8 @@ async def run(settings: EdgeSettings) -> int:
     needed = {"llm": settings.llm, "tts": settings.tts}
     if not settings.text:
         needed["stt"] = settings.stt
-    problems = channels.use(settings.security, needed.values()) or await check_reachable(needed)
-    problems = problems or await channels.check(needed)
+    problems = channels.use(settings.security, needed.values()) or await channels.check(needed)
+    problems = problems or await check_reachable(needed)
     for problem in problems:
         show("note", problem)
     if problems:

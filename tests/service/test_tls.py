@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from edge_client.channels import Security, check, open_channel, problem
 from services.common.errors import ConfigError
 from services.common.tls import server_credentials
 from services.stt.config import SttSettings
+from tests.edge import silence, write_wav
 from tests.secure import TOKEN_A, TOKENS, make_certs, stt_server
 from tests.speech import REPO
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -144,3 +146,22 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_voice_agent_without_tls_is_told_to_add_it(certs: Path, tmp_path: Path) -> None:
+    async with stt_server(**_tls(certs, tokens=TOKENS)) as server:
+        address = f"127.0.0.1:{server.port}"
+        wav = write_wav(tmp_path / "in.wav", silence(0.5))
+        out = tmp_path / "out.wav"
+        base = [sys.executable, "-m", "edge_client", "--input", str(wav), "--output", str(out),
+                "--stt", address, "--llm", address, "--tts", address]  # fmt: skip
+        run = functools.partial(subprocess.run, cwd=REPO, capture_output=True, text=True, timeout=60)
+        plain = await asyncio.to_thread(run, base)
+        assert plain.returncode == 2
+        assert f"the stt service at {address} speaks TLS: add --tls" in plain.stderr
+        env = {**os.environ, "VOICE_AGENT_TLS": "1", "VOICE_AGENT_CA": str(certs / "ca.crt")}
+        tokenless = await asyncio.to_thread(run, base, env=env)
+        assert tokenless.returncode == 2
+        assert f"the stt service at {address} refused the call: this service needs an access token" in (
+            tokenless.stderr
+        )
