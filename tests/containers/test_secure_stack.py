@@ -79,5 +79,5 @@ async def test_voice_agent_talks_to_it_with_tls_and_the_token(secure_stack: str,
     session = await asyncio.to_thread(voice_agent, tmp_path, pcm, *args)
     assert len(session.turns) == 1, session.stderr
     assert str(session.turns[0]["agent_text"]).strip(), session.stderr
-    assert len(session.audible()) > 50, "no reply was heard"
+    assert len(session.audible()) > 10, "no reply was heard"
     assert secure_stack not in session.stderr
