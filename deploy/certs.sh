@@ -37,6 +37,10 @@ if [ ! -f token ]; then
     openssl rand -hex 24 > token
     printf 'edge:%s\n' "$(cat token)" > tokens
 fi
+# Eight more, one per person (bench/load gives each conversation its own, as people would have).
+if ! grep -q '^user-' tokens; then
+    for i in 1 2 3 4 5 6 7 8; do printf 'user-%s:%s\n' "$i" "$(openssl rand -hex 24)" >> tokens; done
+fi
 
 # The containers run as uid 10001 and read these through bind mounts; the CA key stays private.
 chmod 644 ca.crt ./*.crt ./*.key tokens token
