@@ -9,7 +9,7 @@ WHEEL_CACHE ?= $(HOME)/.cache/voice-agent/wheels
 PROTOS := $(shell find protos -name '*.proto')
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv wheels system-deps protos lint images test run up down bench clean
+.PHONY: venv wheels system-deps protos lint images test run up down bench clean certs up-secure bench-load
 
 wheels/.ready:
 	mkdir -p $(WHEEL_CACHE) wheels
@@ -71,6 +71,18 @@ bench: venv up
 	$(PY) -m bench.tts.run
 	$(PY) -m bench.e2e.run
 	$(PY) -m bench.gateway.run
+
+# A local CA, service and client certificates and an access token in ./certs (git-ignored).
+certs:
+	bash deploy/certs.sh certs
+
+# The stack with TLS and access tokens (docker-compose.secure.yml).
+up-secure: images certs
+	docker compose -f docker-compose.yml -f docker-compose.secure.yml up -d --wait
+
+# Simultaneous conversations against the composed stack (not a test): bench/load.
+bench-load: venv up-secure
+	$(PY) -m bench.load.run --secure
 
 clean:
 	rm -rf $(VENV) wheels build *.egg-info

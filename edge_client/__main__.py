@@ -13,7 +13,7 @@ from typing import IO
 
 from rich.console import Console
 
-from edge_client import audio_io
+from edge_client import audio_io, channels
 from edge_client.clients import check_reachable
 from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.conversation import Conversation, Output
@@ -80,7 +80,8 @@ async def run(settings: EdgeSettings) -> int:
     needed = {"llm": settings.llm, "tts": settings.tts}
     if not settings.text:
         needed["stt"] = settings.stt
-    problems = await check_reachable(needed)
+    problems = channels.use(settings.security, needed.values()) or await channels.check(needed)
+    problems = problems or await check_reachable(needed)
     for problem in problems:
         show("note", problem)
     if problems:

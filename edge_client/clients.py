@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from edge_client.channels import open_channel
 from edge_client.vad import FRAME_MS, RATE_HZ
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -49,10 +50,6 @@ Notify = Callable[[str], None]
 Item = TypeVar("Item")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-
-
-def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
 
 
 def describe(service: str, address: str, err: grpc.aio.AioRpcError) -> str:
@@ -112,7 +109,7 @@ class Link(Generic[Item, Req, Resp]):
             outbox: asyncio.Queue[Item | None] = asyncio.Queue()
             opened_at = time.monotonic()
             try:
-                async with open_channel(self.address) as channel:
+                async with open_channel(self.address, options=_CHANNEL_OPTIONS) as channel:
                     await channel.channel_ready()
                     if not await _serving(channel):
                         raise _Starting(f"the {self.service} service at {self.address} is loading its model")

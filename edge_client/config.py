@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from edge_client.channels import Security
 
 DEFAULT_STT = "127.0.0.1:50051"
 DEFAULT_LLM = "127.0.0.1:50052"
@@ -61,6 +63,7 @@ class EdgeSettings:
     report_file: Path | None = None
     fast: bool = False
     text: bool = False
+    security: Security = field(default_factory=Security)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -121,6 +124,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write one JSON line per turn")
     p.add_argument("--fast", action="store_true", help="with --input: do not pace the file in real time")
     p.add_argument("--text", action="store_true", help="type instead of speaking")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        default=env("VOICE_AGENT_TLS", "") not in ("", "0", "false"),
+        help="speak TLS to the services (env VOICE_AGENT_TLS=1; implied by --ca/--cert)",
+    )
+    p.add_argument(
+        "--ca", type=Path, default=env("VOICE_AGENT_CA"), help="CA certificate to trust (env VOICE_AGENT_CA)"
+    )
+    p.add_argument(
+        "--cert",
+        type=Path,
+        default=env("VOICE_AGENT_CERT"),
+        help="client certificate for mutual TLS (env VOICE_AGENT_CERT)",
+    )
+    p.add_argument("--key", type=Path, default=env("VOICE_AGENT_KEY"), help="its key (env VOICE_AGENT_KEY)")
+    p.add_argument(
+        "--token", default=env("VOICE_AGENT_TOKEN", ""), help="access token (env VOICE_AGENT_TOKEN)"
+    )
     return p
 
 
@@ -145,4 +167,11 @@ def from_args(args: argparse.Namespace) -> EdgeSettings:
         report_file=args.report,
         fast=args.fast,
         text=args.text,
+        security=Security(
+            tls=args.tls or args.ca is not None or args.cert is not None,
+            ca=args.ca,
+            cert=args.cert,
+            key=args.key,
+            token=args.token,
+        ),
     )

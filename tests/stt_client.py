@@ -53,11 +53,13 @@ async def stream(
     stub: stt_pb2_grpc.SttServiceStub,
     config: stt_pb2.RecognitionConfig,
     utterances: Iterable[bytes],
+    metadata: tuple[tuple[str, str], ...] = (),
     **kwargs: object,
 ) -> StreamOutcome:
     progress: list[int] = []
     outcome = StreamOutcome()
-    call = stub.StreamingRecognize(requests_for(config, utterances, progress=progress, **kwargs))  # type: ignore[arg-type]
+    requests = requests_for(config, utterances, progress=progress, **kwargs)  # type: ignore[arg-type]
+    call = stub.StreamingRecognize(requests, metadata=metadata or None)
     async for response in call:
         for result in response.results:
             if result.is_final:

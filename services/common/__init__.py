@@ -1,1 +1,1 @@
-"""Server plumbing shared by every service: config, errors, metrics, health, logs."""
+"""Server plumbing shared by every service: config, errors, TLS, tokens, limits, metrics, health, logs."""

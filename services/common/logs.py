@@ -8,6 +8,14 @@ import sys
 import time
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
+_REDACTED = "[redacted]"
+# Values no log line may show (access tokens, API keys), whoever logs them.
+_secrets: set[str] = set()
+
+
+def redact(values: list[str]) -> None:
+    """Replace each of ``values`` by "[redacted]" in every log line from now on."""
+    _secrets.update(v for v in values if v)
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,7 +32,10 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        line = json.dumps(entry, default=str)
+        for secret in _secrets:
+            line = line.replace(secret, _REDACTED)
+        return line
 
 
 def configure_logging(level: str) -> None:

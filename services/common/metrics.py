@@ -19,6 +19,11 @@ REJECTED = Counter(
     "voice_rpcs_rejected_total", "RPCs refused because the server was at its limit.", ["method"]
 )
 
+# Reasons are a fixed set (unauthenticated, client_streams, client_requests, idle); never a client's name.
+REFUSED = Counter(
+    "voice_rpcs_refused_total", "RPCs refused by access control or per-client limits.", ["method", "reason"]
+)
+
 
 def serve_metrics(port: int) -> None:
     """Expose /metrics on ``port``; 0 turns metrics serving off."""

@@ -1,0 +1,145 @@
+"""The one place the edge client opens a channel: plaintext or TLS, with or without a token."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from services.common.tls import is_loopback
+
+
+@dataclass(frozen=True)
+class Security:
+    """How to reach the services: TLS (trusting ``ca``, else the system's roots), a client
+    certificate for mutual TLS, an access token."""
+
+    tls: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    token: str = field(default="", repr=False)
+
+
+_default = Security()
+
+
+def _host(address: str) -> str:
+    address = address.split("///", 1)[-1]  # dns:///host:port
+    if address.startswith("["):
+        return address[1 : address.find("]")]
+    return address.rpartition(":")[0] if address.count(":") == 1 else address
+
+
+def problem(security: Security, address: str) -> str | None:
+    """Why ``security`` cannot be used for ``address``, or None."""
+    if bool(security.cert) != bool(security.key):
+        return "mutual TLS needs both --cert and --key"
+    if security.token and not security.tls and not is_loopback(_host(address)):
+        return f"refusing to send the access token in plaintext to {address}: add --tls (and --ca)"
+    for path in (security.ca, security.cert, security.key):
+        if path is not None and not path.is_file():
+            return f"cannot read {path}"
+    return None
+
+
+def use(security: Security, addresses: Iterable[str]) -> list[str]:
+    """Make ``security`` the default of ``open_channel``; the problems it has with ``addresses``."""
+    global _default
+    _default = security
+    return [p for address in addresses if (p := problem(security, address)) is not None]
+
+
+def credentials(security: Security) -> grpc.ChannelCredentials:
+    if security.tls:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=security.ca.read_bytes() if security.ca else None,
+            private_key=security.key.read_bytes() if security.key else None,
+            certificate_chain=security.cert.read_bytes() if security.cert else None,
+        )
+    else:
+        # Plaintext that still carries call credentials; it only connects over loopback.
+        creds = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+    if security.token:
+        creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(security.token))
+    return creds
+
+
+def open_channel(
+    address: str, security: Security | None = None, options: Sequence[tuple[str, int | str]] = ()
+) -> grpc.aio.Channel:
+    """A channel to ``address`` with ``security`` (default: what ``use`` set)."""
+    security = security or _default
+    if (reason := problem(security, address)) is not None:
+        raise ValueError(reason)
+    if not security.tls and not security.token:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, credentials(security), options=options)
+
+
+# A cheap call that needs the token, per service.
+_PROBES = {
+    "stt": "/voice.stt.v1.SttService/GetInfo",
+    "llm": "/voice.llm.v1.LlmService/GetInfo",
+    "tts": "/voice.tts.v1.TtsService/ListVoices",
+}
+
+
+def _speaks_tls(address: str, timeout_s: float) -> bool | None:
+    """Whether a TLS handshake with ``address`` completes (certificate not checked); None: no connection."""
+    host, _, port = address.split("///", 1)[-1].rpartition(":")
+    host = host.strip("[]")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        raw = socket.create_connection((host, int(port)), timeout=timeout_s)
+    except (OSError, ValueError):
+        return None
+    try:
+        with context.wrap_socket(raw, server_hostname=host):
+            return True
+    except OSError:
+        return False
+    finally:
+        raw.close()
+
+
+async def check(
+    addresses: dict[str, str], security: Security | None = None, timeout_s: float = 3.0
+) -> list[str]:
+    """What stops ``security`` from working with each service: a TLS mismatch, a refused token.
+
+    Unreachable or still loading services are left out; the health check reports those.
+    """
+    security = security or _default
+    problems = []
+    for name, address in addresses.items():
+        async with open_channel(address, security) as channel:
+            call = channel.unary_unary(_PROBES[name], request_serializer=bytes, response_deserializer=bytes)
+            try:
+                await call(b"", timeout=timeout_s)
+                continue
+            except grpc.aio.AioRpcError as err:
+                code, details = err.code(), err.details() or ""
+        where = f"the {name} service at {address}"
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            problems.append(f"{where} refused the call: {details}")
+        elif code == grpc.StatusCode.UNAVAILABLE:
+            tls = await asyncio.to_thread(_speaks_tls, address, timeout_s)
+            if tls and not security.tls:
+                problems.append(f"{where} speaks TLS: add --tls and --ca CA.crt (env VOICE_AGENT_TLS=1)")
+            elif tls is False and security.tls:
+                problems.append(f"{where} does not speak TLS: drop --tls, or give the service a certificate")
+            elif tls is True and security.tls:
+                problems.append(
+                    f"TLS with {where} failed ({details}): --ca must name the CA that signed its "
+                    "certificate, and mutual TLS needs --cert and --key"
+                )
+    return problems
