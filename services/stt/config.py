@@ -15,6 +15,10 @@ DEFAULT_MAX_STREAM_S = 3600.0
 DEFAULT_ENDPOINT_SILENCE_MS = 600
 # Trailing silence after which the service decodes ahead of the end of utterance.
 DEFAULT_SPECULATE_SILENCE_MS = 160
+# Silence after speech at which the turn detector judges the pause (when a stream asks for it)...
+DEFAULT_TURN_SILENCE_MS = 200
+# ...and the probability from which the pause counts as the end of the turn.
+DEFAULT_END_OF_TURN_THRESHOLD = 0.5
 DEFAULT_INTERIM_INTERVAL_MS = 1000
 
 
@@ -41,3 +45,7 @@ class SttSettings(ServerSettings):
     interim_interval_ms: int = DEFAULT_INTERIM_INTERVAL_MS
     # Silero speech probability above which a 32 ms window counts as speech.
     vad_threshold: float = 0.5
+    # The Smart Turn ONNX file; empty: the one the pipecat-ai wheel ships.
+    turn_model: str = ""
+    # Threads for one turn decision (one measured faster than two on 2 cores).
+    turn_threads: int = 1
