@@ -281,7 +281,8 @@ class RecognizeSession:
             return
         # Once per pause: the pause is named by where the speech before it ended.
         utt.turn_judged_at = pause = utt.last_voiced
-        audio = np.concatenate(utt.chunks)
+        # The model hears the speech and exactly the silence the detector has judged.
+        audio = np.concatenate(utt.chunks)[: self._windows * WINDOW_SAMPLES - utt.start]
         self._judging = True
         loop = asyncio.get_running_loop()
         task = loop.run_in_executor(self._listen, self._turn.probability, audio)
