@@ -222,6 +222,27 @@ def bench_offline(model: str, recordings: list[Recording]) -> Row:
     )
 
 
+def bench_turn_cost(recordings: list[Recording]) -> str:
+    """Milliseconds for one end-of-turn decision (features, then the model), p50 over the clips."""
+    from services.stt.turn import TurnDetector
+
+    detector = TurnDetector()
+    detector.load()
+    features_ms, total_ms = [], []
+    for rec in recordings:
+        audio = pcm16_to_float(rec.pcm())
+        started = time.perf_counter()
+        detector.features(audio)
+        features_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        detector.probability(audio)
+        total_ms.append((time.perf_counter() - started) * 1000)
+    return (
+        f"one end-of-turn decision: {np.percentile(total_ms, 50):.0f} ms p50 "
+        f"({np.percentile(features_ms, 50):.0f} ms features, the rest the model, 1 thread)"
+    )
+
+
 def report(rows: list[Row]) -> None:
     table = Table(title="STT: dev recordings (English), 2-core CPU, int8")
     columns = (
@@ -293,6 +314,8 @@ async def main() -> None:
         if not args.no_offline:
             rows.append(bench_offline(model, recordings))
     report(rows)
+    if not args.no_turn:
+        print(bench_turn_cost(recordings))
 
 
 if __name__ == "__main__":

@@ -284,8 +284,15 @@ class RecognizeSession:
         # The model hears the speech and exactly the silence the detector has judged.
         audio = np.concatenate(utt.chunks)[: self._windows * WINDOW_SAMPLES - utt.start]
         self._judging = True
-        loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self._listen, self._turn.probability, audio)
+        turn = self._turn
+
+        def work() -> float:
+            started = time.perf_counter()
+            probability = turn.probability(audio)
+            STAGE_LATENCY.labels("stt", "turn").observe(time.perf_counter() - started)
+            return probability
+
+        task = asyncio.get_running_loop().run_in_executor(self._listen, work)
         task.add_done_callback(lambda _: self._on_judged(task, utt, pause))
 
     def _on_judged(self, task: asyncio.Future[float], utt: _Utterance, pause: int) -> None:
