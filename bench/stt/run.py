@@ -3,9 +3,16 @@
 Runs the service as its own process (``python -m services.stt``) for each model,
 streams the dev recordings at real-time pace the way the edge client does
 (speech, then the client's endpoint silence, then ``end_of_utterance``), and
-compares with one offline faster-whisper pass over the same audio.
+compares with one offline faster-whisper pass over the same audio. One more row
+per model lets the service's turn detector end the turn: the client sends
+``end_of_utterance`` on END_OF_TURN, or after 600 ms of silence (its own
+endpointer) when the detector says the turn goes on.
+
+RTF is CPU seconds per second of audio for every row (the service process's, or
+this process's for the offline pass).
 
     python -m bench.stt.run [--models tiny.en base] [--eou-silence-ms 0 500]
+        [--speculate-silence-ms 64 160] [--no-turn]
 """
 
 from __future__ import annotations
@@ -35,17 +42,24 @@ from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CHUNK_S = 0.1
 RESULTS = REPO / "bench" / "results"
+# The edge client's own endpointer: silence that ends a turn without a turn detector.
+CLIENT_SILENCE_MS = 600
 
 
 @dataclass
 class Row:
     name: str
     wer: float
+    # end_of_utterance -> final
     latency_p50_ms: float
     latency_p95_ms: float
     rtf: float
     peak_rss_mb: float
     latencies_ms: list[float]
+    # end of the clip's audio (its own trailing silence included) -> final: what the user waits
+    after_audio_p50_ms: float = float("nan")
+    # turn-detector rows: share of clips the detector ended (the rest waited for the fallback)
+    ended_by_detector: float = float("nan")
 
 
 def _free_port() -> int:
@@ -64,34 +78,69 @@ def _proc_stats(pid: int) -> tuple[float, float]:
     return cpu_s, int(hwm.split()[1]) / 1024
 
 
+@dataclass
+class _Outcome:
+    text: str
+    latency_ms: float  # end_of_utterance -> final
+    after_audio_ms: float  # end of the clip's audio -> final
+    ended_by_detector: bool
+
+
 async def _stream_one(
-    stub: stt_pb2_grpc.SttServiceStub, rec: Recording, eou_silence_ms: int
-) -> tuple[str, float]:
+    stub: stt_pb2_grpc.SttServiceStub, rec: Recording, eou_silence_ms: int, turn: bool
+) -> _Outcome:
+    """One clip at real-time pace. With ``turn``, as a client that ends the turn on END_OF_TURN
+    (even one heard inside the clip, which cuts it) or after its own silence fallback."""
     pcm = rec.pcm()
     chunk = int(16000 * CHUNK_S) * 2
-    sent_eou = 0.0
+    sent_eou = audio_end = 0.0
+    end_of_turn = asyncio.Event()
+    eou = stt_pb2.StreamingRecognizeRequest(end_of_utterance=stt_pb2.EndOfUtterance())
 
     async def requests() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
-        nonlocal sent_eou
-        yield stt_pb2.StreamingRecognizeRequest(config=stt_pb2.RecognitionConfig(sample_rate_hz=16000))
+        nonlocal sent_eou, audio_end
+        config = stt_pb2.RecognitionConfig(sample_rate_hz=16000, enable_turn_detection=turn)
+        yield stt_pb2.StreamingRecognizeRequest(config=config)
         start = time.perf_counter()
-        tail = b"\0" * (16000 * 2 * eou_silence_ms // 1000)
-        audio = pcm + tail
+        tail_ms = CLIENT_SILENCE_MS if turn else eou_silence_ms
+        audio = pcm + b"\0" * (16000 * 2 * tail_ms // 1000)
         for i, offset in enumerate(range(0, len(audio), chunk)):
+            if offset >= len(pcm):
+                audio_end = audio_end or time.perf_counter()
+                if end_of_turn.is_set():
+                    break
+            elif end_of_turn.is_set():
+                end_of_turn.clear()
+                yield eou
             yield stt_pb2.StreamingRecognizeRequest(audio_content=audio[offset : offset + chunk])
             await asyncio.sleep(max(0.0, start + (i + 1) * CHUNK_S - time.perf_counter()))
         sent_eou = time.perf_counter()
-        yield stt_pb2.StreamingRecognizeRequest(end_of_utterance=stt_pb2.EndOfUtterance())
+        audio_end = audio_end or sent_eou
+        yield eou
 
-    text, latency = "", float("nan")
+    finals, final_at = [], float("nan")
     async for response in stub.StreamingRecognize(requests()):
+        if response.speech_event.type == stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN:
+            end_of_turn.set()
         for result in response.results:
             if result.is_final:
-                text, latency = result.transcript, (time.perf_counter() - sent_eou) * 1000
-    return text, latency
+                finals.append(result.transcript)
+                final_at = time.perf_counter()
+    return _Outcome(
+        " ".join(finals),
+        (final_at - sent_eou) * 1000,
+        (final_at - audio_end) * 1000,
+        sent_eou - audio_end < CLIENT_SILENCE_MS / 1000 - 0.05,
+    )
 
 
-async def bench_service(model: str, eou_silence_ms: int, recordings: list[Recording]) -> Row:
+async def bench_service(
+    model: str,
+    eou_silence_ms: int,
+    recordings: list[Recording],
+    speculate_ms: int | None = None,
+    turn: bool = False,
+) -> Row:
     port = _free_port()
     env = {
         **os.environ,
@@ -100,6 +149,8 @@ async def bench_service(model: str, eou_silence_ms: int, recordings: list[Record
         "STT_METRICS_PORT": "0",
         "STT_LOG_LEVEL": "warning",
     }
+    if speculate_ms is not None:
+        env["STT_SPECULATE_SILENCE_MS"] = str(speculate_ms)
     proc = subprocess.Popen([sys.executable, "-m", "services.stt"], env=env, cwd=REPO)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -111,24 +162,28 @@ async def bench_service(model: str, eou_silence_ms: int, recordings: list[Record
                 except grpc.aio.AioRpcError:
                     await asyncio.sleep(0.2)
             cpu_before, _ = _proc_stats(proc.pid)
-            pairs, latencies = [], []
-            for rec in recordings:
-                text, latency = await _stream_one(stub, rec, eou_silence_ms)
-                pairs.append((rec.text, text))
-                latencies.append(latency)
+            outcomes = [await _stream_one(stub, rec, eou_silence_ms, turn) for rec in recordings]
             cpu_after, peak_mb = _proc_stats(proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
     audio_s = sum(r.duration_s for r in recordings)
+    latencies = [o.latency_ms for o in outcomes]
+    name = f"stream {model}, " + (
+        f"EOU on END_OF_TURN, else after {CLIENT_SILENCE_MS} ms" if turn else f"EOU after {eou_silence_ms} ms"
+    )
+    if speculate_ms is not None:
+        name += f", decode from {speculate_ms} ms of silence"
     return Row(
-        f"stream {model}, EOU after {eou_silence_ms} ms",
-        corpus_wer(pairs),
+        name,
+        corpus_wer([(rec.text, o.text) for rec, o in zip(recordings, outcomes, strict=True)]),
         float(np.percentile(latencies, 50)),
         float(np.percentile(latencies, 95)),
         (cpu_after - cpu_before) / audio_s,
         peak_mb,
         latencies,
+        float(np.percentile([o.after_audio_ms for o in outcomes], 50)),
+        float(np.mean([o.ended_by_detector for o in outcomes])) if turn else float("nan"),
     )
 
 
@@ -140,6 +195,7 @@ def bench_offline(model: str, recordings: list[Recording]) -> Row:
         resolve_model(model, "~/.cache/voice-agent/models"), device="cpu", compute_type="int8"
     )
     pairs, latencies = [], []
+    cpu_before = time.process_time()
     for rec in recordings:
         started = time.perf_counter()
         segments, _ = whisper.transcribe(
@@ -152,21 +208,54 @@ def bench_offline(model: str, recordings: list[Recording]) -> Row:
         text = " ".join(s.text.strip() for s in segments)
         latencies.append((time.perf_counter() - started) * 1000)
         pairs.append((rec.text, text))
+    cpu_s = time.process_time() - cpu_before
     audio_s = sum(r.duration_s for r in recordings)
     return Row(
         f"offline {model} (whole clip after it ends)",
         corpus_wer(pairs),
         float(np.percentile(latencies, 50)),
         float(np.percentile(latencies, 95)),
-        sum(latencies) / 1000 / audio_s,
+        cpu_s / audio_s,
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         latencies,
+        float(np.percentile(latencies, 50)),
+    )
+
+
+def bench_turn_cost(recordings: list[Recording]) -> str:
+    """Milliseconds for one end-of-turn decision (features, then the model), p50 over the clips."""
+    from services.stt.turn import TurnDetector
+
+    detector = TurnDetector()
+    detector.load()
+    features_ms, total_ms = [], []
+    for rec in recordings:
+        audio = pcm16_to_float(rec.pcm())
+        started = time.perf_counter()
+        detector.features(audio)
+        features_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        detector.probability(audio)
+        total_ms.append((time.perf_counter() - started) * 1000)
+    return (
+        f"one end-of-turn decision: {np.percentile(total_ms, 50):.0f} ms p50 "
+        f"({np.percentile(features_ms, 50):.0f} ms features, the rest the model, 1 thread)"
     )
 
 
 def report(rows: list[Row]) -> None:
     table = Table(title="STT: dev recordings (English), 2-core CPU, int8")
-    for column in ("pipeline", "WER", "final p50 ms", "final p95 ms", "RTF", "peak RSS MiB"):
+    columns = (
+        "pipeline",
+        "WER",
+        "EOU -> final p50 ms",
+        "p95 ms",
+        "end of audio -> final p50 ms",
+        "ended by detector",
+        "RTF (CPU s / audio s)",
+        "peak RSS MiB",
+    )
+    for column in columns:
         table.add_column(column, justify="right" if column != "pipeline" else "left")
     for r in rows:
         table.add_row(
@@ -174,6 +263,8 @@ def report(rows: list[Row]) -> None:
             f"{r.wer:.3f}",
             f"{r.latency_p50_ms:.0f}",
             f"{r.latency_p95_ms:.0f}",
+            f"{r.after_audio_p50_ms:.0f}",
+            "" if np.isnan(r.ended_by_detector) else f"{r.ended_by_detector:.0%}",
             f"{r.rtf:.3f}",
             f"{r.peak_rss_mb:.0f}",
         )
@@ -202,14 +293,29 @@ async def main() -> None:
     )
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--eou-silence-ms", nargs="+", type=int, default=[0, 500])
+    parser.add_argument(
+        "--speculate-silence-ms",
+        nargs="+",
+        type=int,
+        default=[None],
+        help="STT_SPECULATE_SILENCE_MS values to compare (default: the service's)",
+    )
+    parser.add_argument("--no-turn", action="store_true", help="leave out the turn-detector row")
+    parser.add_argument("--no-offline", action="store_true", help="leave out the offline row")
     args = parser.parse_args()
     recordings = english()
     rows = []
     for model in args.models:
-        for silence_ms in args.eou_silence_ms:
-            rows.append(await bench_service(model, silence_ms, recordings))
-        rows.append(bench_offline(model, recordings))
+        for speculate_ms in args.speculate_silence_ms:
+            for silence_ms in args.eou_silence_ms:
+                rows.append(await bench_service(model, silence_ms, recordings, speculate_ms))
+        if not args.no_turn:
+            rows.append(await bench_service(model, 0, recordings, turn=True))
+        if not args.no_offline:
+            rows.append(bench_offline(model, recordings))
     report(rows)
+    if not args.no_turn:
+        print(bench_turn_cost(recordings))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def main() -> None:
             settings,
             lambda server: stt_pb2_grpc.add_SttServiceServicer_to_server(servicer, server),
             [SERVICE_NAME],
-            engine.load,
+            servicer.load,
         )
     )
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import grpc
 
@@ -15,15 +16,35 @@ from services.common.audio import (
     pcm16_to_float,
     resample,
 )
-from services.common.errors import InvalidArgument, OutOfRange, stream_errors, unary_errors
-from services.stt.config import DEFAULT_ENDPOINT_SILENCE_MS, SttSettings
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    stream_errors,
+    unary_errors,
+)
+from services.stt.config import (
+    DEFAULT_END_OF_TURN_THRESHOLD,
+    DEFAULT_ENDPOINT_SILENCE_MS,
+    DEFAULT_TURN_SILENCE_MS,
+    SttSettings,
+)
 from services.stt.engine import SAMPLE_RATE_HZ, SttEngine, Transcript
-from services.stt.session import RecognizeSession, Result, SpeechEvent, StreamConfig
+from services.stt.session import RecognizeSession, Result, SpeechEvent, SpeechEventType, StreamConfig
+from services.stt.turn import INSTALL_HINT, TurnDetector
 from voice.audio.v1 import audio_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 SERVICE_NAME = stt_pb2.DESCRIPTOR.services_by_name["SttService"].full_name
 _ENCODINGS = (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_LINEAR16)
+_EVENT_TYPES = {
+    SpeechEventType.STARTED: stt_pb2.SPEECH_EVENT_TYPE_SPEECH_STARTED,
+    SpeechEventType.ENDED: stt_pb2.SPEECH_EVENT_TYPE_SPEECH_ENDED,
+    SpeechEventType.END_OF_TURN: stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN,
+    SpeechEventType.TURN_INCOMPLETE: stt_pb2.SPEECH_EVENT_TYPE_TURN_INCOMPLETE,
+}
+# Voice detection and turn decisions for all streams; a turn decision holds a thread ~0.1 s.
+_LISTEN_THREADS = 2
 
 
 class SttServicer(stt_pb2_grpc.SttServiceServicer):
@@ -31,6 +52,27 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
         self._engine = engine
         self._settings = settings
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="stt-decode")
+        self._listen = ThreadPoolExecutor(max_workers=_LISTEN_THREADS, thread_name_prefix="stt-listen")
+        self._turn = TurnDetector(settings.turn_model, settings.turn_threads)
+
+    def load(self) -> None:
+        """Load the speech model and, where it is installed, the turn detector (blocking)."""
+        self._engine.load()
+        if self._turn.available:
+            self._turn.load()
+
+    def _session(
+        self, config: StreamConfig, emit: Callable[[Result | SpeechEvent], None]
+    ) -> RecognizeSession:
+        return RecognizeSession(
+            self._engine,
+            self._executor,
+            self._settings,
+            config,
+            emit,
+            listen=self._listen,
+            turn=self._turn,
+        )
 
     @stream_errors
     async def StreamingRecognize(
@@ -62,13 +104,7 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
                     "the first message must be `config` (a RecognitionConfig); audio came first"
                 )
             config = self._stream_config(first.config)
-            session = RecognizeSession(
-                self._engine,
-                self._executor,
-                self._settings,
-                config,
-                lambda item: outbox.put_nowait(_response(item)),
-            )
+            session = self._session(config, lambda item: outbox.put_nowait(_response(item)))
             resampler = StreamResampler(first.config.sample_rate_hz, SAMPLE_RATE_HZ)
             max_s = self._settings.max_stream_s
             async for request in requests:
@@ -105,12 +141,22 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
                 f"sample_rate_hz {config.sample_rate_hz} is out of range; "
                 f"use {MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ}"
             )
+        if config.enable_turn_detection and not self._turn.available:
+            raise FailedPrecondition(f"this service has no turn detector: {INSTALL_HINT}")
+        if not 0 <= config.end_of_turn_threshold < 1:
+            raise InvalidArgument(
+                f"end_of_turn_threshold {config.end_of_turn_threshold:g} is out of range; "
+                "use a probability below 1, or 0 for the default"
+            )
         return StreamConfig(
             language=self._language(config.language_code),
             interim_results=config.interim_results,
             word_timestamps=config.enable_word_time_offsets,
             endpointing=config.enable_endpointing,
             endpoint_silence_ms=config.endpoint_silence_ms or DEFAULT_ENDPOINT_SILENCE_MS,
+            turn_detection=config.enable_turn_detection,
+            turn_silence_ms=config.turn_silence_ms or DEFAULT_TURN_SILENCE_MS,
+            end_of_turn_threshold=config.end_of_turn_threshold or DEFAULT_END_OF_TURN_THRESHOLD,
         )
 
     def _language(self, code: str) -> str | None:
@@ -140,11 +186,8 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
         audio = resample(pcm16_to_float(request.audio_content), request.config.sample_rate_hz, SAMPLE_RATE_HZ)
         response = stt_pb2.RecognizeResponse()
         results: list[Result] = []
-        session = RecognizeSession(
-            self._engine,
-            self._executor,
-            self._settings,
-            config,
+        session = self._session(
+            replace(config, turn_detection=False),
             lambda item: results.append(item) if isinstance(item, Result) and item.is_final else None,
         )
         # Whole audio goes through the same utterance logic as a stream, minus interims.
@@ -172,6 +215,7 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
             supports_interim_results=True,
             supports_word_time_offsets=True,
             supports_endpointing=True,
+            supports_turn_detection=self._turn.available,
             max_stream_duration_s=int(self._settings.max_stream_s),
         )
 
@@ -202,9 +246,11 @@ def _result(result: Result) -> stt_pb2.SpeechRecognitionResult:
 def _response(item: Result | SpeechEvent) -> stt_pb2.StreamingRecognizeResponse:
     if isinstance(item, Result):
         return stt_pb2.StreamingRecognizeResponse(results=[_result(item)])
-    kind = (
-        stt_pb2.SPEECH_EVENT_TYPE_SPEECH_STARTED if item.started else stt_pb2.SPEECH_EVENT_TYPE_SPEECH_ENDED
-    )
     return stt_pb2.StreamingRecognizeResponse(
-        speech_event=stt_pb2.SpeechEvent(type=kind, offset_ms=_ms(item.offset_s))
+        speech_event=stt_pb2.SpeechEvent(
+            type=_EVENT_TYPES[item.type],
+            offset_ms=_ms(item.offset_s),
+            end_of_turn_probability=item.end_of_turn_probability,
+            utterance_index=item.utterance_index,
+        )
     )

@@ -1,15 +1,19 @@
-"""One recognition stream: utterance buffering, speculative decoding, finals.
+"""One recognition stream: utterance buffering, speculative decoding, turn decisions, finals.
 
 Audio arrives at 16 kHz. A Silero detector marks speech; decoding runs in the
-shared worker pool while the user still speaks (interims) and as soon as a
-short pause follows speech. Every decode runs at full quality, so when the end
-of the utterance is declared and no speech came after the last decode, that
-decode is the final and returns at once.
+shared worker pool while the user still speaks (interims) and as soon as the
+detector is sure a pause follows speech. Every decode runs at full quality, so
+when the end of the utterance is declared and no speech came after the last
+decode, that decode is the final and returns at once. On request, each pause
+is also judged by the turn detector: has the speaker finished?
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -17,17 +21,30 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from services.common.errors import VoiceError
 from services.common.metrics import STAGE_LATENCY
 from services.stt.config import MAX_UTTERANCE_S, SttSettings
 from services.stt.engine import SAMPLE_RATE_HZ, SttEngine, Transcript, Word
+from services.stt.turn import TurnDetector
 from services.stt.vad import WINDOW_SAMPLES, SpeechDetector
 
-# Speech needs this many voiced windows (~100 ms) to start an utterance...
+log = logging.getLogger(__name__)
+
+# Speech needs this many voiced windows in a row (~100 ms) to start an utterance: a click
+# or a one-window blip before it neither starts nor anchors one...
 _MIN_SPEECH_WINDOWS = 3
 # ...and this much voiced audio in all to be worth decoding (coughs and clicks are not).
 _MIN_SPEECH_S = 0.2
-# Audio kept before the first voiced window, so the first syllable is whole.
+# Audio kept before speech starts, so the first syllable is whole.
 _PRE_ROLL_S = 0.3
+_PRE_ROLL = int(_PRE_ROLL_S * SAMPLE_RATE_HZ)
+# Audio is judged and acted on in slices of at most ~1 s: a burst (a replay after a
+# reconnect) takes turns with the other streams, and the utterance cap applies inside it.
+_SLICE_SAMPLES = 32 * WINDOW_SAMPLES
+
+
+class DecodeFailed(VoiceError):
+    """The speech model failed on a final decode; the stream ends with this status."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,9 @@ class StreamConfig:
     word_timestamps: bool
     endpointing: bool
     endpoint_silence_ms: int
+    turn_detection: bool = False
+    turn_silence_ms: int = 0
+    end_of_turn_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -47,10 +67,19 @@ class Result:
     utterance_index: int
 
 
+class SpeechEventType(enum.Enum):
+    STARTED = enum.auto()
+    ENDED = enum.auto()  # the service's endpointer ended the utterance
+    END_OF_TURN = enum.auto()  # the turn detector judged a pause the end of the turn
+    TURN_INCOMPLETE = enum.auto()  # ... or a pause inside the turn
+
+
 @dataclass(frozen=True)
 class SpeechEvent:
-    started: bool  # False: the service's endpointer ended the utterance
+    type: SpeechEventType
     offset_s: float
+    utterance_index: int
+    end_of_turn_probability: float = 0.0
 
 
 @dataclass
@@ -65,18 +94,36 @@ class _Utterance:
     start: int  # stream sample index of chunks[0]
     chunks: list[np.ndarray] = field(default_factory=list)
     samples: int = 0
-    voiced_windows: int = 0
+    voiced_windows: int = 0  # counted from where speech started
     run: int = 0  # consecutive voiced windows
-    first_voiced: int | None = None
+    speech_start: int | None = None  # stream sample index where speech started
     last_voiced: int = 0  # stream sample index where the last voiced window ends
-    started: bool = False
     best: tuple[int, Transcript] | None = None  # latest decode: (until, transcript)
     last_interim: str = ""
     interim_started_at: float = 0.0
+    turn_judged_at: int = -1  # last_voiced of the pause the turn detector last judged
+
+    @property
+    def started(self) -> bool:
+        return self.speech_start is not None
 
     @property
     def has_speech(self) -> bool:
         return self.started and self.voiced_windows * WINDOW_SAMPLES >= _MIN_SPEECH_S * SAMPLE_RATE_HZ
+
+    def trim(self, before: int) -> None:
+        """Drop the audio before stream sample index ``before``."""
+        excess = before - self.start
+        while excess > 0 and self.chunks:
+            first = self.chunks[0]
+            cut = min(excess, len(first))
+            if cut == len(first):
+                self.chunks.pop(0)
+            else:
+                self.chunks[0] = first[cut:]
+            self.start += cut
+            self.samples -= cut
+            excess -= cut
 
 
 class RecognizeSession:
@@ -87,9 +134,15 @@ class RecognizeSession:
         settings: SttSettings,
         config: StreamConfig,
         emit: Callable[[Result | SpeechEvent], None],
+        *,
+        listen: Executor | None = None,
+        turn: TurnDetector | None = None,
     ) -> None:
         self._engine = engine
         self._executor = executor
+        # Voice detection and turn decisions: a pool of their own, never queued behind decodes.
+        self._listen = listen
+        self._turn = turn
         self._settings = settings
         self._config = config
         self._emit = emit
@@ -97,28 +150,37 @@ class RecognizeSession:
         self._total = 0  # samples received in the stream
         self._windows = 0  # VAD windows judged so far
         self._utt = _Utterance(index=0, start=0)
-        self._decode: _Decode | None = None
+        self._decodes: list[_Decode] = []  # in flight, for the current utterance
+        self._judging = False  # a turn decision is in flight
 
     @property
     def duration_s(self) -> float:
         return self._total / SAMPLE_RATE_HZ
 
     async def add_audio(self, audio: np.ndarray) -> None:
+        for start in range(0, len(audio), _SLICE_SAMPLES):
+            await self._add_slice(audio[start : start + _SLICE_SAMPLES])
+
+    async def _add_slice(self, audio: np.ndarray) -> None:
         utt = self._utt
         utt.chunks.append(audio)
         utt.samples += len(audio)
         self._total += len(audio)
-        for voiced in self._detector.push(audio):
+        # Silero costs ~0.1 ms a window: a long burst judged on the event loop would stall every stream.
+        flags = await asyncio.get_running_loop().run_in_executor(self._listen, self._detector.push, audio)
+        for voiced in flags:
             self._windows += 1
             self._on_window(voiced, self._windows * WINDOW_SAMPLES)
-        if not utt.voiced_windows:
-            self._drop_leading_silence()
+        if not utt.started:
+            # Until speech starts, only the pre-roll and the voiced run under way are kept.
+            utt.trim((self._windows - utt.run) * WINDOW_SAMPLES - _PRE_ROLL)
         if utt.samples / SAMPLE_RATE_HZ >= MAX_UTTERANCE_S:
             await self.finalize()
         elif self._config.endpointing and self._silence_ms() >= self._config.endpoint_silence_ms:
-            self._emit(SpeechEvent(started=False, offset_s=utt.last_voiced / SAMPLE_RATE_HZ))
+            self._emit(SpeechEvent(SpeechEventType.ENDED, utt.last_voiced / SAMPLE_RATE_HZ, utt.index))
             await self.finalize()
         else:
+            self._maybe_judge_turn()
             self._maybe_decode()
 
     def _on_window(self, voiced: bool, end: int) -> None:
@@ -127,91 +189,153 @@ class RecognizeSession:
             utt.run = 0
             return
         utt.run += 1
-        utt.voiced_windows += 1
         utt.last_voiced = end
-        if utt.first_voiced is None:
-            utt.first_voiced = end - WINDOW_SAMPLES
-        if not utt.started and utt.run >= _MIN_SPEECH_WINDOWS:
-            utt.started = True
+        if utt.started:
+            utt.voiced_windows += 1
+        elif utt.run >= _MIN_SPEECH_WINDOWS:
+            utt.speech_start = end - utt.run * WINDOW_SAMPLES
+            utt.voiced_windows = utt.run
+            utt.trim(utt.speech_start - _PRE_ROLL)
             utt.interim_started_at = time.monotonic()
-            start = end - utt.run * WINDOW_SAMPLES
-            self._emit(SpeechEvent(started=True, offset_s=start / SAMPLE_RATE_HZ))
-
-    def _drop_leading_silence(self) -> None:
-        utt = self._utt
-        keep = int(_PRE_ROLL_S * SAMPLE_RATE_HZ)
-        excess = utt.samples - keep
-        while utt.chunks and excess >= len(utt.chunks[0]):
-            dropped = utt.chunks.pop(0)
-            utt.samples -= len(dropped)
-            utt.start += len(dropped)
-            excess -= len(dropped)
+            self._emit(SpeechEvent(SpeechEventType.STARTED, utt.speech_start / SAMPLE_RATE_HZ, utt.index))
 
     def _silence_ms(self) -> float:
+        """Silence the detector has judged since the last speech (0 before speech)."""
         if not self._utt.has_speech:
             return 0.0
-        return (self._total - self._utt.last_voiced) * 1000 / SAMPLE_RATE_HZ
+        return (self._windows * WINDOW_SAMPLES - self._utt.last_voiced) * 1000 / SAMPLE_RATE_HZ
 
     def _maybe_decode(self) -> None:
         utt = self._utt
-        if self._decode is not None or not utt.has_speech:
+        if not utt.has_speech:
             return
-        covered = utt.best is not None and utt.best[0] >= utt.last_voiced
+        covered = (utt.best is not None and utt.best[0] >= utt.last_voiced) or any(
+            d.until >= utt.last_voiced for d in self._decodes
+        )
         if not covered and self._silence_ms() >= self._settings.speculate_silence_ms:
-            self._decode = self._start_decode(utt)
+            # A pause: this decode covers all the speech so far and supersedes the others.
+            for decode in self._decodes:
+                decode.task.cancel()  # stops one still queued; one running finishes as an interim
+            self._decodes.append(self._start_decode(utt))
         elif (
-            self._config.interim_results
+            not self._decodes
+            and self._config.interim_results
             and time.monotonic() - utt.interim_started_at >= self._settings.interim_interval_ms / 1000
         ):
             utt.interim_started_at = time.monotonic()
-            self._decode = self._start_decode(utt)
+            self._decodes.append(self._start_decode(utt))
 
     def _start_decode(self, utt: _Utterance) -> _Decode:
-        assert utt.first_voiced is not None
-        begin = max(utt.start, utt.first_voiced - int(_PRE_ROLL_S * SAMPLE_RATE_HZ))
+        assert utt.speech_start is not None
+        begin = max(utt.start, utt.speech_start - _PRE_ROLL)
         audio = np.concatenate(utt.chunks)[begin - utt.start :]
         beam = self._settings.beam_size
         config = self._config
         offset_s = begin / SAMPLE_RATE_HZ
+        # Whisper puts the first word at the start of what it is given, pre-roll included.
+        floor_s = (utt.speech_start - WINDOW_SAMPLES) / SAMPLE_RATE_HZ
 
         def work() -> Transcript:
             started = time.perf_counter()
             text = self._engine.transcribe(audio, config.language, config.word_timestamps, beam)
             STAGE_LATENCY.labels("stt", "decode").observe(time.perf_counter() - started)
-            return _shift(text, offset_s)
+            return _shift(text, offset_s, floor_s)
 
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(loop.run_in_executor(self._executor, work))
         decode = _Decode(task, utt.start + utt.samples)
-        task.add_done_callback(lambda _: self._on_decoded(decode, utt))
+        task.add_done_callback(lambda _: self._on_decoded(decode, utt, len(audio)))
         return decode
 
-    def _on_decoded(self, decode: _Decode, utt: _Utterance) -> None:
-        if self._decode is decode:
-            self._decode = None
-        if utt is not self._utt or decode.task.cancelled() or decode.task.exception() is not None:
+    def _on_decoded(self, decode: _Decode, utt: _Utterance, samples: int) -> None:
+        if decode in self._decodes:
+            self._decodes.remove(decode)
+        if decode.task.cancelled():
+            return
+        if (exc := decode.task.exception()) is not None:
+            log.error(
+                "decode of %.1f s of audio failed (utterance %d): %s: %s",
+                samples / SAMPLE_RATE_HZ,
+                utt.index,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            return
+        if utt is not self._utt:
             return
         transcript = decode.task.result()
-        utt.best = (decode.until, transcript)
+        if utt.best is None or decode.until > utt.best[0]:
+            utt.best = (decode.until, transcript)
         if self._config.interim_results and transcript.text and transcript.text != utt.last_interim:
             stability = _stability(utt.last_interim, transcript.text)
             utt.last_interim = transcript.text
             self._emit(Result(transcript, is_final=False, stability=stability, utterance_index=utt.index))
         self._maybe_decode()
 
+    def _maybe_judge_turn(self) -> None:
+        utt, config = self._utt, self._config
+        if not config.turn_detection or self._turn is None or self._judging or not utt.has_speech:
+            return
+        if utt.turn_judged_at == utt.last_voiced or self._silence_ms() < config.turn_silence_ms:
+            return
+        # Once per pause: the pause is named by where the speech before it ended.
+        utt.turn_judged_at = pause = utt.last_voiced
+        # The model hears the speech and exactly the silence the detector has judged.
+        audio = np.concatenate(utt.chunks)[: self._windows * WINDOW_SAMPLES - utt.start]
+        self._judging = True
+        turn = self._turn
+
+        def work() -> float:
+            started = time.perf_counter()
+            probability = turn.probability(audio)
+            STAGE_LATENCY.labels("stt", "turn").observe(time.perf_counter() - started)
+            return probability
+
+        task = asyncio.get_running_loop().run_in_executor(self._listen, work)
+        task.add_done_callback(lambda _: self._on_judged(task, utt, pause))
+
+    def _on_judged(self, task: asyncio.Future[float], utt: _Utterance, pause: int) -> None:
+        self._judging = False
+        if task.cancelled():
+            return
+        if (exc := task.exception()) is not None:
+            log.error("turn detection failed (utterance %d): %s", utt.index, exc, exc_info=exc)
+            return
+        # Speech came back or the utterance ended while the model ran: the decision is stale.
+        if utt is self._utt and utt.last_voiced == pause:
+            probability = task.result()
+            kind = (
+                SpeechEventType.END_OF_TURN
+                if probability >= self._config.end_of_turn_threshold
+                else SpeechEventType.TURN_INCOMPLETE
+            )
+            self._emit(SpeechEvent(kind, pause / SAMPLE_RATE_HZ, utt.index, probability))
+        self._maybe_judge_turn()
+
     async def finalize(self) -> None:
         """End the current utterance: emit its final (if it held speech) and start the next."""
         utt = self._utt
         self._utt = _Utterance(index=utt.index + int(utt.has_speech), start=self._total)
-        running, self._decode = self._decode, None
+        in_flight, self._decodes = self._decodes, []
         if not utt.has_speech:
             return
         started = time.perf_counter()
-        if running is not None:
-            # A decode of this utterance is under way: it may already be the final.
-            utt.best = (running.until, await running.task)
-        if utt.best is None or utt.best[0] < utt.last_voiced:
-            utt.best = (utt.last_voiced, await self._start_decode(utt).task)
+        # A decode that covers all the speech may already be the final; the others are superseded.
+        covering = [d for d in in_flight if d.until >= utt.last_voiced]
+        for decode in in_flight:
+            if decode not in covering:
+                decode.task.cancel()
+        if covering and (utt.best is None or utt.best[0] < utt.last_voiced):
+            with contextlib.suppress(Exception):  # logged as it failed; decoded afresh below
+                utt.best = (covering[-1].until, await covering[-1].task)
+        try:
+            if utt.best is None or utt.best[0] < utt.last_voiced:
+                utt.best = (utt.last_voiced, await self._start_decode(utt).task)
+        except Exception as exc:
+            raise DecodeFailed(
+                f"transcribing utterance {utt.index} failed ({type(exc).__name__}); see the service log"
+            ) from exc
         STAGE_LATENCY.labels("stt", "finalize").observe(time.perf_counter() - started)
         if utt.best[1].text:
             self._emit(Result(utt.best[1], is_final=True, stability=1.0, utterance_index=utt.index))
@@ -221,13 +345,19 @@ class RecognizeSession:
         await self.finalize()
 
 
-def _shift(transcript: Transcript, offset_s: float) -> Transcript:
+def _shift(transcript: Transcript, offset_s: float, floor_s: float) -> Transcript:
+    """Times from the start of the stream; no start before ``floor_s``, where speech began."""
+
+    def start(s: float, end: float) -> float:
+        return min(max(s + offset_s, floor_s), end + offset_s)
+
     return replace(
         transcript,
-        start_s=transcript.start_s + offset_s,
+        start_s=start(transcript.start_s, transcript.end_s),
         end_s=transcript.end_s + offset_s,
         words=[
-            Word(w.word, w.start_s + offset_s, w.end_s + offset_s, w.probability) for w in transcript.words
+            Word(w.word, start(w.start_s, w.end_s), w.end_s + offset_s, w.probability)
+            for w in transcript.words
         ],
     )
 

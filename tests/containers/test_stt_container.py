@@ -14,6 +14,7 @@ async def test_a_streamed_recording_comes_back_as_its_words(stack: None) -> None
         stub = stt_pb2_grpc.SttServiceStub(channel)
         info = await stub.GetInfo(stt_pb2.GetInfoRequest())
         assert info.model == "tiny.en"
+        assert info.supports_turn_detection, "the image lacks the Smart Turn model (pipecat-ai)"
         pairs = []
         for rec in english()[:5]:
             outcome = await stream(stub, stt_pb2.RecognitionConfig(sample_rate_hz=16000), [rec.pcm()])

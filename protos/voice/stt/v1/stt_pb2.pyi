@@ -13,12 +13,16 @@ class SpeechEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SPEECH_EVENT_TYPE_UNSPECIFIED: _ClassVar[SpeechEventType]
     SPEECH_EVENT_TYPE_SPEECH_STARTED: _ClassVar[SpeechEventType]
     SPEECH_EVENT_TYPE_SPEECH_ENDED: _ClassVar[SpeechEventType]
+    SPEECH_EVENT_TYPE_END_OF_TURN: _ClassVar[SpeechEventType]
+    SPEECH_EVENT_TYPE_TURN_INCOMPLETE: _ClassVar[SpeechEventType]
 SPEECH_EVENT_TYPE_UNSPECIFIED: SpeechEventType
 SPEECH_EVENT_TYPE_SPEECH_STARTED: SpeechEventType
 SPEECH_EVENT_TYPE_SPEECH_ENDED: SpeechEventType
+SPEECH_EVENT_TYPE_END_OF_TURN: SpeechEventType
+SPEECH_EVENT_TYPE_TURN_INCOMPLETE: SpeechEventType
 
 class RecognitionConfig(_message.Message):
-    __slots__ = ("encoding", "sample_rate_hz", "language_code", "interim_results", "enable_word_time_offsets", "enable_endpointing", "endpoint_silence_ms")
+    __slots__ = ("encoding", "sample_rate_hz", "language_code", "interim_results", "enable_word_time_offsets", "enable_endpointing", "endpoint_silence_ms", "enable_turn_detection", "turn_silence_ms", "end_of_turn_threshold")
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +30,9 @@ class RecognitionConfig(_message.Message):
     ENABLE_WORD_TIME_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     ENABLE_ENDPOINTING_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_TURN_DETECTION_FIELD_NUMBER: _ClassVar[int]
+    TURN_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    END_OF_TURN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     encoding: _audio_pb2.AudioEncoding
     sample_rate_hz: int
     language_code: str
@@ -33,7 +40,10 @@ class RecognitionConfig(_message.Message):
     enable_word_time_offsets: bool
     enable_endpointing: bool
     endpoint_silence_ms: int
-    def __init__(self, encoding: _Optional[_Union[_audio_pb2.AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., language_code: _Optional[str] = ..., interim_results: _Optional[bool] = ..., enable_word_time_offsets: _Optional[bool] = ..., enable_endpointing: _Optional[bool] = ..., endpoint_silence_ms: _Optional[int] = ...) -> None: ...
+    enable_turn_detection: bool
+    turn_silence_ms: int
+    end_of_turn_threshold: float
+    def __init__(self, encoding: _Optional[_Union[_audio_pb2.AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., language_code: _Optional[str] = ..., interim_results: _Optional[bool] = ..., enable_word_time_offsets: _Optional[bool] = ..., enable_endpointing: _Optional[bool] = ..., endpoint_silence_ms: _Optional[int] = ..., enable_turn_detection: _Optional[bool] = ..., turn_silence_ms: _Optional[int] = ..., end_of_turn_threshold: _Optional[float] = ...) -> None: ...
 
 class EndOfUtterance(_message.Message):
     __slots__ = ()
@@ -82,12 +92,16 @@ class SpeechRecognitionResult(_message.Message):
     def __init__(self, transcript: _Optional[str] = ..., is_final: _Optional[bool] = ..., stability: _Optional[float] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., language_code: _Optional[str] = ..., utterance_index: _Optional[int] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
-    __slots__ = ("type", "offset_ms")
+    __slots__ = ("type", "offset_ms", "end_of_turn_probability", "utterance_index")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    END_OF_TURN_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    UTTERANCE_INDEX_FIELD_NUMBER: _ClassVar[int]
     type: SpeechEventType
     offset_ms: int
-    def __init__(self, type: _Optional[_Union[SpeechEventType, str]] = ..., offset_ms: _Optional[int] = ...) -> None: ...
+    end_of_turn_probability: float
+    utterance_index: int
+    def __init__(self, type: _Optional[_Union[SpeechEventType, str]] = ..., offset_ms: _Optional[int] = ..., end_of_turn_probability: _Optional[float] = ..., utterance_index: _Optional[int] = ...) -> None: ...
 
 class StreamingRecognizeResponse(_message.Message):
     __slots__ = ("results", "speech_event")
@@ -118,7 +132,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("model", "languages", "multilingual", "device", "compute_type", "min_sample_rate_hz", "max_sample_rate_hz", "supports_interim_results", "supports_word_time_offsets", "supports_endpointing", "max_stream_duration_s")
+    __slots__ = ("model", "languages", "multilingual", "device", "compute_type", "min_sample_rate_hz", "max_sample_rate_hz", "supports_interim_results", "supports_word_time_offsets", "supports_endpointing", "max_stream_duration_s", "supports_turn_detection")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LANGUAGES_FIELD_NUMBER: _ClassVar[int]
     MULTILINGUAL_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +144,7 @@ class GetInfoResponse(_message.Message):
     SUPPORTS_WORD_TIME_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     SUPPORTS_ENDPOINTING_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAM_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTS_TURN_DETECTION_FIELD_NUMBER: _ClassVar[int]
     model: str
     languages: _containers.RepeatedScalarFieldContainer[str]
     multilingual: bool
@@ -141,4 +156,5 @@ class GetInfoResponse(_message.Message):
     supports_word_time_offsets: bool
     supports_endpointing: bool
     max_stream_duration_s: int
-    def __init__(self, model: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ..., multilingual: _Optional[bool] = ..., device: _Optional[str] = ..., compute_type: _Optional[str] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., supports_interim_results: _Optional[bool] = ..., supports_word_time_offsets: _Optional[bool] = ..., supports_endpointing: _Optional[bool] = ..., max_stream_duration_s: _Optional[int] = ...) -> None: ...
+    supports_turn_detection: bool
+    def __init__(self, model: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ..., multilingual: _Optional[bool] = ..., device: _Optional[str] = ..., compute_type: _Optional[str] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., supports_interim_results: _Optional[bool] = ..., supports_word_time_offsets: _Optional[bool] = ..., supports_endpointing: _Optional[bool] = ..., max_stream_duration_s: _Optional[int] = ..., supports_turn_detection: _Optional[bool] = ...) -> None: ...
