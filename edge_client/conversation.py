@@ -139,6 +139,8 @@ class Conversation:
         self._tts_discard = False  # audio of a cancelled reply may still arrive: drop it
         self._last_frame_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+        # An echo canceller asks for longer speech while it converges.
+        self.barge_in_ms: Callable[[int], int] = lambda ms: ms
 
     # -- clock -----------------------------------------------------------------------------
     def now_ms(self) -> float:
@@ -184,7 +186,7 @@ class Conversation:
             turn is not None
             and not turn.interrupted
             and not turn.tentative
-            and self._endpointer.speech_ms() >= self.settings.barge_in_ms
+            and self._endpointer.speech_ms() >= self.barge_in_ms(self.settings.barge_in_ms)
             and self.settings.duplex == "full"
         ):
             self._barge_in()
