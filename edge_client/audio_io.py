@@ -239,11 +239,19 @@ class Microphone:
     The PortAudio callback only copies the block and hands it to the event loop with
     ``call_soon_threadsafe``; it never blocks. Frames wait in a bounded queue: when the
     reader falls ``max_queued_frames`` behind, the oldest frame is dropped and counted in
-    ``dropped_frames``. ``input_overflows`` counts blocks the device itself reported lost.
+    ``dropped_frames``. ``input_overflows`` counts blocks the device itself reported lost. An
+    ``echo`` canceller is told the input latency (from capture to the callback) as it changes.
     """
 
-    def __init__(self, device: int | str | None = None, *, max_queued_frames: int = MIC_QUEUE_FRAMES) -> None:
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        max_queued_frames: int = MIC_QUEUE_FRAMES,
+        echo: EchoCanceller | None = None,
+    ) -> None:
         self.device = device
+        self.echo = echo
         self.dropped_frames = 0
         self.input_overflows = 0
         self._max_queued = max_queued_frames
@@ -512,7 +520,9 @@ class Speaker:
         self._buffer.read_into(memoryview(outdata).cast("B"))
         if self.echo is not None:
             self.echo.played(bytes(outdata), self.device_rate_hz)
-            self.echo.set_latency(output_s=_latency_s(self._stream, time.outputBufferDacTime, time.currentTime))
+            self.echo.set_latency(
+                output_s=_latency_s(self._stream, time.outputBufferDacTime, time.currentTime)
+            )
 
 
 def level_dbfs(frame: bytes) -> float:

@@ -7,15 +7,19 @@ the canceller the far end queued so far, then the microphone frame, both in 10 m
 pieces at 16 kHz. The delay between the two is a hint from the devices' latencies;
 AEC3 finds the exact delay itself.
 
-The adaptive filter needs a few seconds of the agent's speech to converge. Until
-then its residue can sound like a user, so ``barge_in_ms()`` asks for longer speech
-before the agent lets itself be interrupted.
+While the agent speaks, a frame the canceller cut by RESIDUE_GATE_DB or more, or
+one left fainter than RESIDUE_FLOOR_DBFS, is residue of the echo: webrtcvad would
+still call it speech, so it is replaced by comfort noise. A user speaking over the
+agent is louder than that and passes.
+
+The adaptive filter needs a second or two of the agent's speech to converge. Until
+then more residue gets through, so ``barge_in_ms()`` asks for longer speech before
+the agent lets itself be interrupted.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections import deque
 from typing import Any
 
@@ -25,17 +29,27 @@ from edge_client.audio_io import PcmResampler
 
 RATE_HZ = 16000
 CHUNK_SAMPLES = RATE_HZ // 100  # the canceller's 10 ms frame
-# Far-end speech heard before the canceller counts as converged (LiveKit waits 3 s).
-CONVERGE_S = 2.0
+# The canceller counts as converged once it has heard CONVERGE_MIN_S of far-end speech and
+# cuts its echo by CONVERGE_ERLE_DB, or in any case after CONVERGE_S (LiveKit waits 3 s).
+CONVERGE_MIN_S = 1.0
+CONVERGE_ERLE_DB = 20.0
+CONVERGE_S = 3.0
 # Extra speech needed to interrupt the agent while the canceller converges.
 CONVERGING_BARGE_IN_MS = 700
 # Far-end frames quieter than this carry no echo worth measuring.
 _ACTIVE_DBFS = -50.0
+# While the far end plays, a microphone frame the canceller cut by this much was echo: what
+# is left is residue, which the VAD would still call speech, so it is silenced. A user
+# speaking over the agent keeps the frame's level (less than this is cut) and passes.
+RESIDUE_GATE_DB = 12.0
+# Nor does a user speak to the microphone this quietly: a fainter frame is residue too.
+RESIDUE_FLOOR_DBFS = -45.0
 _INSTALL = "pip install 'voice-agent[edge]' (the livekit package brings WebRTC's echo canceller)"
 
 
-def _dbfs(samples: np.ndarray) -> float:
-    power = float(np.mean(samples.astype(np.float64) ** 2)) / 32768**2 if samples.size else 0.0
+def _dbfs(pcm: bytes | bytearray) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    power = float(np.dot(samples, samples)) / samples.size / 32768**2 if samples.size else 0.0
     return 10 * math.log10(max(power, 1e-12))
 
 
@@ -47,7 +61,7 @@ class EchoCanceller:
     level over cleaned level (a lower bound while the user talks too).
     """
 
-    def __init__(self, noise_suppression: bool = False) -> None:
+    def __init__(self, noise_suppression: bool = False, residue_gate: bool = True) -> None:
         try:
             from livekit import rtc
         except ImportError as err:
@@ -59,11 +73,15 @@ class EchoCanceller:
         self._queue: deque[tuple[bytes, int]] = deque()  # (pcm, rate) from the audio thread
         self._resamplers: dict[int, PcmResampler] = {}
         self._far = bytearray()  # 16 kHz far end not yet given to the canceller (< 10 ms)
-        self._lock = threading.Lock()
         self.output_latency_s = 0.0
         self.input_latency_s = 0.0
         self._delay_ms = -1
         self.far_active_s = 0.0  # far-end speech heard so far
+        self.converged = False
+        self.residue_gate = residue_gate
+        self.gated_frames = 0
+        self._floor: deque[float] = deque(maxlen=100)  # levels of the last 3 s of kept frames (dBFS)
+        self._rng = np.random.default_rng(0)
         self._far_level: deque[float] = deque(maxlen=50)  # last 0.5 s of far-end levels (dBFS)
         self._mic_power = self._out_power = 0.0  # smoothed over active far end
 
@@ -84,12 +102,8 @@ class EchoCanceller:
         return max(0, round((self.output_latency_s + self.input_latency_s) * 1000))
 
     @property
-    def converged(self) -> bool:
-        return self.far_active_s >= CONVERGE_S
-
-    @property
     def erle_db(self) -> float:
-        return 10 * math.log10(max(self._mic_power, 1e-9) / max(self._out_power, 1e-9))
+        return 10 * math.log10(max(self._mic_power, 1e-12) / max(self._out_power, 1e-12))
 
     def barge_in_ms(self, barge_in_ms: int) -> int:
         """The speech it takes to interrupt the agent: longer until the canceller has converged."""
@@ -97,22 +111,36 @@ class EchoCanceller:
 
     def clean(self, frame: bytes) -> bytes:
         """A microphone frame (16 kHz int16, a multiple of 10 ms) with the echo taken out."""
+        chunk_bytes = CHUNK_SAMPLES * 2
+        if not frame or len(frame) % chunk_bytes:
+            raise ValueError(f"microphone frames must be whole 10 ms at {RATE_HZ} Hz, got {len(frame)} bytes")
         self._take_far()
         delay = self.delay_ms
         if delay != self._delay_ms:
             self._delay_ms = delay
             self._apm.set_stream_delay_ms(delay)
-        chunk_bytes = CHUNK_SAMPLES * 2
-        if len(frame) % chunk_bytes:
-            raise ValueError(f"microphone frames must be whole 10 ms at {RATE_HZ} Hz, got {len(frame)} bytes")
         out = bytearray(frame)
         for at in range(0, len(out), chunk_bytes):
             piece = self._rtc.AudioFrame(out[at : at + chunk_bytes], RATE_HZ, 1, CHUNK_SAMPLES)
             self._apm.process_stream(piece)
-            cleaned = bytes(piece.data.cast("B"))
-            self._measure(frame[at : at + chunk_bytes], cleaned)
-            out[at : at + chunk_bytes] = cleaned
+            out[at : at + chunk_bytes] = piece.data.cast("B")
+        if not self._far_level or max(self._far_level) < _ACTIVE_DBFS:
+            self._floor.append(_dbfs(out))
+            return bytes(out)
+        mic_db, out_db = _dbfs(frame), _dbfs(out)
+        self._measure(len(frame) // 2 / RATE_HZ, mic_db, out_db)
+        if self.residue_gate and (mic_db - out_db >= RESIDUE_GATE_DB or out_db < RESIDUE_FLOOR_DBFS):
+            self.gated_frames += 1
+            return self._comfort_noise(len(frame) // 2)
+        self._floor.append(out_db)
         return bytes(out)
+
+    def _comfort_noise(self, samples: int) -> bytes:
+        # Not digital silence: webrtcvad weighs sound against the noise it has heard, and
+        # after silence it would call the next faint residue speech.
+        floor = min(self._floor, default=-90.0)
+        noise = self._rng.standard_normal(samples) * 10 ** (floor / 20) * 32768
+        return bytes(np.clip(np.round(noise), -32768, 32767).astype("<i2").tobytes())
 
     def _take_far(self) -> None:
         while self._queue:
@@ -122,18 +150,26 @@ class EchoCanceller:
             self._far += self._resamplers[rate_hz].feed(pcm)
         chunk_bytes = CHUNK_SAMPLES * 2
         whole = len(self._far) // chunk_bytes * chunk_bytes
-        for at in range(0, whole, chunk_bytes):
-            chunk = bytes(self._far[at : at + chunk_bytes])
-            self._far_level.append(_dbfs(np.frombuffer(chunk, dtype="<i2")))
-            self._apm.process_reverse_stream(self._rtc.AudioFrame(chunk, RATE_HZ, 1, CHUNK_SAMPLES))
-        del self._far[:whole]
-
-    def _measure(self, mic: bytes, cleaned: bytes) -> None:
-        if not self._far_level or max(self._far_level) < _ACTIVE_DBFS:
+        if not whole:
             return
-        self.far_active_s += CHUNK_SAMPLES / RATE_HZ
-        a = 0.02  # about 0.5 s of 10 ms chunks
-        mic_power = float(np.mean(np.frombuffer(mic, dtype="<i2").astype(np.float64) ** 2))
-        out_power = float(np.mean(np.frombuffer(cleaned, dtype="<i2").astype(np.float64) ** 2))
-        self._mic_power += a * (mic_power - self._mic_power)
-        self._out_power += a * (out_power - self._out_power)
+        far = bytes(self._far[:whole])
+        del self._far[:whole]
+        chunks = np.frombuffer(far, dtype="<i2").reshape(-1, CHUNK_SAMPLES).astype(np.float64)
+        power = np.mean(chunks**2, axis=1) / 32768**2
+        self._far_level.extend(10 * np.log10(np.maximum(power, 1e-12)))
+        for at in range(0, whole, chunk_bytes):
+            chunk = far[at : at + chunk_bytes]
+            self._apm.process_reverse_stream(self._rtc.AudioFrame(chunk, RATE_HZ, 1, CHUNK_SAMPLES))
+
+    def _measure(self, seconds: float, mic_db: float, out_db: float) -> None:
+        """ERLE, smoothed over about 0.5 s of far-end speech, and whether the canceller has converged."""
+        self.far_active_s += seconds
+        a = min(1.0, seconds / 0.5)
+        self._mic_power += a * (10 ** (mic_db / 10) - self._mic_power)
+        self._out_power += a * (10 ** (out_db / 10) - self._out_power)
+        if not self.converged:
+            # Once converged it stays so: the room rarely changes, and a user who talks over
+            # the agent lowers the measure without any echo coming back.
+            self.converged = self.far_active_s >= CONVERGE_S or (
+                self.far_active_s >= CONVERGE_MIN_S and self.erle_db >= CONVERGE_ERLE_DB
+            )

@@ -61,7 +61,9 @@ def test_a_microphone_ahead_of_the_speaker_is_refused() -> None:
 async def test_in_file_mode_the_output_comes_back_into_the_input(tmp_path: Path) -> None:
     """What the agent plays is heard by the next input frames, delayed and attenuated."""
     with wave.open(str(tmp_path / "in.wav"), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE_HZ)
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE_HZ)
         w.writeframes(bytes(RATE_HZ * 2 * 2))
     room = Room(echo_db=-6.0, delay_ms=80, noise_dbfs=-120)
     output = WavOutput(tmp_path / "out.wav", 22050, taps=[room.played])
