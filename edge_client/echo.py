@@ -44,6 +44,11 @@ _ACTIVE_DBFS = -50.0
 RESIDUE_GATE_DB = 12.0
 # Nor does a user speak to the microphone this quietly: a fainter frame is residue too.
 RESIDUE_FLOOR_DBFS = -45.0
+# Nor below the echo the far end's recent peak level makes in this room, less this margin:
+# the canceller's transient slips (its residue at the microphone's level) stay under it.
+RESIDUE_ECHO_MARGIN_DB = 12.0
+# A frame cut this much is echo alone: it measures the room's echo gain.
+_ECHO_ONLY_DB = 20.0
 _INSTALL = "pip install 'voice-agent[edge]' (the livekit package brings WebRTC's echo canceller)"
 
 
@@ -83,6 +88,7 @@ class EchoCanceller:
         self._floor: deque[float] = deque(maxlen=100)  # levels of the last 3 s of kept frames (dBFS)
         self._rng = np.random.default_rng(0)
         self._far_level: deque[float] = deque(maxlen=50)  # last 0.5 s of far-end levels (dBFS)
+        self._echo_gain_db = -120.0  # microphone level over the far end's recent peak, when echo alone
         self._mic_power = self._out_power = 0.0  # smoothed over active far end
 
     def played(self, pcm: bytes, rate_hz: int = RATE_HZ) -> None:
@@ -129,7 +135,15 @@ class EchoCanceller:
             return bytes(out)
         mic_db, out_db = _dbfs(frame), _dbfs(out)
         self._measure(len(frame) // 2 / RATE_HZ, mic_db, out_db)
-        if self.residue_gate and (mic_db - out_db >= RESIDUE_GATE_DB or out_db < RESIDUE_FLOOR_DBFS):
+        far_db = max(self._far_level)
+        if mic_db - out_db >= _ECHO_ONLY_DB:
+            gain_db = mic_db - far_db
+            self._echo_gain_db = max(gain_db, self._echo_gain_db - 0.1)  # the peak, slowly let go
+        expected_db = far_db + self._echo_gain_db
+        if self.residue_gate and (
+            mic_db - out_db >= RESIDUE_GATE_DB
+            or out_db < max(RESIDUE_FLOOR_DBFS, expected_db - RESIDUE_ECHO_MARGIN_DB)
+        ):
             self.gated_frames += 1
             return self._comfort_noise(len(frame) // 2)
         self._floor.append(out_db)

@@ -63,6 +63,10 @@ class Room:
     def played_samples(self) -> int:
         return self._far_start + len(self._far)
 
+    @property
+    def mic_samples(self) -> int:
+        return self._mic_at
+
     def played(self, pcm: bytes) -> None:
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
         self._far = np.concatenate([self._far, samples])
