@@ -8,9 +8,11 @@ pieces at 16 kHz. The delay between the two is a hint from the devices' latencie
 AEC3 finds the exact delay itself.
 
 While the agent speaks, a frame the canceller cut by RESIDUE_GATE_DB or more, or
-one left fainter than RESIDUE_FLOOR_DBFS, is residue of the echo: webrtcvad would
-still call it speech, so it is replaced by comfort noise. A user speaking over the
-agent is louder than that and passes.
+one left fainter than the echo the room makes of the far end's recent peak (less a
+margin), is residue of the echo: webrtcvad would still call it speech, so it is
+replaced by comfort noise. A user speaking over the agent is louder than that and
+passes; one clearly louder than any echo passes even where the canceller's
+suppressor, unsure at the start of double talk, would take the words out.
 
 The adaptive filter needs a second or two of the agent's speech to converge. Until
 then more residue gets through, so ``barge_in_ms()`` asks for longer speech before
@@ -49,6 +51,11 @@ RESIDUE_FLOOR_DBFS = -45.0
 RESIDUE_ECHO_MARGIN_DB = 12.0
 # A frame cut this much is echo alone: it measures the room's echo gain.
 _ECHO_ONLY_DB = 20.0
+# Far-end levels (10 ms each) whose echo can still be in a microphone frame: the delay and
+# most of the reverberation.
+_ECHO_SPAN_CHUNKS = 25
+# A microphone frame this much louder than the echo can be holds the user's voice.
+NEAR_END_DB = 6.0
 _INSTALL = "pip install 'voice-agent[edge]' (the livekit package brings WebRTC's echo canceller)"
 
 
@@ -85,6 +92,7 @@ class EchoCanceller:
         self.converged = False
         self.residue_gate = residue_gate
         self.gated_frames = 0
+        self.near_end_frames = 0
         self._floor: deque[float] = deque(maxlen=100)  # levels of the last 3 s of kept frames (dBFS)
         self._rng = np.random.default_rng(0)
         self._far_level: deque[float] = deque(maxlen=50)  # last 0.5 s of far-end levels (dBFS)
@@ -135,11 +143,18 @@ class EchoCanceller:
             return bytes(out)
         mic_db, out_db = _dbfs(frame), _dbfs(out)
         self._measure(len(frame) // 2 / RATE_HZ, mic_db, out_db)
-        far_db = max(self._far_level)
+        # The echo this frame can hold: the far end's peak over the echo's span, times the room's gain.
+        far_db = max(list(self._far_level)[-_ECHO_SPAN_CHUNKS:])
         if mic_db - out_db >= _ECHO_ONLY_DB:
             gain_db = mic_db - far_db
             self._echo_gain_db = max(gain_db, self._echo_gain_db - 0.1)  # the peak, slowly let go
         expected_db = far_db + self._echo_gain_db
+        if self.converged and out_db < mic_db - NEAR_END_DB and mic_db >= expected_db + NEAR_END_DB:
+            # Louder than the echo can be: the user speaks over the agent, and the canceller's
+            # suppressor, still unsure, takes the words out with the echo. Keep the microphone.
+            self.near_end_frames += 1
+            self._floor.append(out_db)
+            return frame
         if self.residue_gate and (
             mic_db - out_db >= RESIDUE_GATE_DB
             or out_db < max(RESIDUE_FLOOR_DBFS, expected_db - RESIDUE_ECHO_MARGIN_DB)

@@ -86,8 +86,9 @@ async def test_speaking_over_the_echo_still_cuts_the_reply_short(stack: None, tm
     t = first["t_ms"]
     assert isinstance(t, dict) and spoke_at, conversation.turns
     assert echo.converged and first["interrupted"] is True and t["first_audio"] < spoke_at[0] < t["barge_in"]
-    # As with a headset: the barge-in time after the user started (plus the detector's start).
-    assert t["barge_in"] - spoke_at[0] <= settings.barge_in_ms + 200
+    # Later than with a headset (there: barge_in_ms + 200): while the user's first syllables
+    # overlap the reply, the canceller's suppressor takes them out with the echo (bench/aec).
+    assert t["barge_in"] - spoke_at[0] <= settings.barge_in_ms + 1000
     late = session.audible()
     assert late[(late > t["barge_in"] + 100) & (late < t["barge_in"] + 2000)].size == 0
     assert wer(interruption.text, str(conversation.turns[1]["user_text"])) <= MAX_CLIP_WER, conversation.turns
