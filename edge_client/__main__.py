@@ -17,7 +17,9 @@ from edge_client import audio_io, channels
 from edge_client.clients import check_reachable
 from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.conversation import Conversation, Output
+from edge_client.echo import EchoCanceller
 from edge_client.files import WavInput, WavOutput
+from edge_client.room import Room
 from edge_client.vad import FRAME_MS
 
 # After the input file, stop once nothing has happened for this long...
@@ -39,9 +41,11 @@ def show(kind: str, text: str) -> None:
 
 
 async def _frames_from_file(
-    conversation: Conversation, settings: EdgeSettings, path: Path, output: Output
+    conversation: Conversation, settings: EdgeSettings, path: Path, output: Output, room: Room | None
 ) -> AsyncIterator[bytes]:
-    mic = WavInput(path, fast=settings.fast, hold=lambda: settings.fast and conversation.agent_busy)
+    mic = WavInput(
+        path, fast=settings.fast, hold=lambda: settings.fast and conversation.agent_busy, room=room
+    )
     idle_frames, after_frames = 0, 0
     async for frame in mic.frames():
         yield frame
@@ -57,10 +61,17 @@ async def _frames_from_file(
                 return
 
 
-async def _frames_from_mic(settings: EdgeSettings) -> AsyncIterator[bytes]:
-    async with audio_io.Microphone(audio_io.resolve_device(settings.input_device, "input")) as mic:
+async def _frames_from_mic(settings: EdgeSettings, echo: EchoCanceller | None) -> AsyncIterator[bytes]:
+    device = audio_io.resolve_device(settings.input_device, "input")
+    async with audio_io.Microphone(device, echo=echo) as mic:
         async for frame in mic.frames():
             yield frame
+
+
+async def _cleaned(frames: AsyncIterator[bytes], echo: EchoCanceller | None) -> AsyncIterator[bytes]:
+    """The microphone frames with the speaker's echo taken out, before endpointing and STT."""
+    async for frame in frames:
+        yield frame if echo is None else echo.clean(frame)
 
 
 async def _typed_turns(conversation: Conversation) -> None:
@@ -87,18 +98,26 @@ async def run(settings: EdgeSettings) -> int:
     if problems:
         return 2
 
+    echo = EchoCanceller() if settings.aec and settings.duplex == "full" and not settings.text else None
+    room = None
+    if settings.echo_db is not None and settings.input_file is not None:
+        room = Room(settings.echo_db, settings.echo_delay_ms)
     async with contextlib.AsyncExitStack() as stack:
         output: Output
         if settings.output_file is not None:
-            output = WavOutput(settings.output_file, settings.output_rate_hz)
+            taps = [tap.played for tap in (room, echo) if tap is not None]
+            output = WavOutput(settings.output_file, settings.output_rate_hz, taps)
             stack.callback(output.close)
         else:
             device = audio_io.resolve_device(settings.output_device, "output")
-            output = await stack.enter_async_context(audio_io.Speaker(device, settings.output_rate_hz))
+            speaker = audio_io.Speaker(device, settings.output_rate_hz, echo=echo)
+            output = await stack.enter_async_context(speaker)
         report: IO[str] | None = None
         if settings.report_file is not None:
             report = stack.enter_context(settings.report_file.open("w"))
         conversation = Conversation(settings, output, show, report)
+        if echo is not None:
+            conversation.barge_in_ms = echo.barge_in_ms
         conversation.start()
         show(
             "note",
@@ -110,11 +129,10 @@ async def run(settings: EdgeSettings) -> int:
                 await _typed_turns(conversation)
                 clock.cancel()
             elif settings.input_file is not None:
-                await conversation.listen(
-                    _frames_from_file(conversation, settings, settings.input_file, output)
-                )
+                frames = _frames_from_file(conversation, settings, settings.input_file, output, room)
+                await conversation.listen(_cleaned(frames, echo))
             else:
-                await conversation.listen(_frames_from_mic(settings))
+                await conversation.listen(_cleaned(_frames_from_mic(settings, echo), echo))
         finally:
             await conversation.close()
             _summary(conversation)

@@ -14,10 +14,13 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import soxr
+
+if TYPE_CHECKING:
+    from edge_client.echo import EchoCanceller
 
 FRAME_MS = 30
 MIC_RATE_HZ = 16000
@@ -143,6 +146,13 @@ def _device_rate(kind: Kind, device: int | str | None, rate_hz: int) -> tuple[in
     return index, own_hz
 
 
+def _latency_s(stream: Any, late: float, early: float) -> float:
+    """From ``early`` to ``late`` on PortAudio's clock, or the stream's own latency where it has no clock."""
+    if late > 0 and early > 0:
+        return max(0.0, min(late - early, _MAX_TAIL_S))
+    return min(float(stream.latency), _MAX_TAIL_S) if stream is not None else 0.0
+
+
 def _start_stream(
     kind: Kind, device: int | None, rate_hz: int, block_ms: int, callback: Callable[..., None]
 ) -> Any:
@@ -229,11 +239,19 @@ class Microphone:
     The PortAudio callback only copies the block and hands it to the event loop with
     ``call_soon_threadsafe``; it never blocks. Frames wait in a bounded queue: when the
     reader falls ``max_queued_frames`` behind, the oldest frame is dropped and counted in
-    ``dropped_frames``. ``input_overflows`` counts blocks the device itself reported lost.
+    ``dropped_frames``. ``input_overflows`` counts blocks the device itself reported lost. An
+    ``echo`` canceller is told the input latency (from capture to the callback) as it changes.
     """
 
-    def __init__(self, device: int | str | None = None, *, max_queued_frames: int = MIC_QUEUE_FRAMES) -> None:
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        max_queued_frames: int = MIC_QUEUE_FRAMES,
+        echo: EchoCanceller | None = None,
+    ) -> None:
         self.device = device
+        self.echo = echo
         self.dropped_frames = 0
         self.input_overflows = 0
         self._max_queued = max_queued_frames
@@ -279,6 +297,8 @@ class Microphone:
         # PortAudio's thread: copy, hand over, return.
         if status.input_overflow:
             self.input_overflows += 1
+        if self.echo is not None:
+            self.echo.set_latency(input_s=_latency_s(self._stream, time.currentTime, time.inputBufferAdcTime))
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the loop has closed under a late callback
             self._loop.call_soon_threadsafe(self._take, bytes(indata))
@@ -407,12 +427,19 @@ class Speaker:
     ``write()`` queues PCM; the output callback (``SPEAKER_BLOCK_MS`` blocks, low latency) plays
     it and plays silence when the queue is empty. A new burst starts once ``jitter_ms`` is
     queued, or on ``flush_pending()`` when it is shorter. Sample counts are at ``sample_rate_hz``.
+    An ``echo`` canceller hears every block handed to the device (silence too) and the output
+    latency (from the callback to the sound leaving the device).
     """
 
     def __init__(
-        self, device: int | str | None, sample_rate_hz: int, jitter_ms: int = DEFAULT_JITTER_MS
+        self,
+        device: int | str | None,
+        sample_rate_hz: int,
+        jitter_ms: int = DEFAULT_JITTER_MS,
+        echo: EchoCanceller | None = None,
     ) -> None:
         self.device = device
+        self.echo = echo
         self.sample_rate_hz = sample_rate_hz
         self.jitter_ms = jitter_ms
         self.device_rate_hz = sample_rate_hz
@@ -489,8 +516,13 @@ class Speaker:
         return self._buffer.underruns
 
     def _on_block(self, outdata: Any, frames: int, time: Any, status: Any) -> None:
-        # PortAudio's thread: a copy out of the jitter buffer, nothing more.
+        # PortAudio's thread: a copy out of the jitter buffer, and one for the echo canceller.
         self._buffer.read_into(memoryview(outdata).cast("B"))
+        if self.echo is not None:
+            self.echo.played(bytes(outdata), self.device_rate_hz)
+            self.echo.set_latency(
+                output_s=_latency_s(self._stream, time.outputBufferDacTime, time.currentTime)
+            )
 
 
 def level_dbfs(frame: bytes) -> float:

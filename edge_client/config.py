@@ -32,6 +32,10 @@ DEFAULT_BARGE_IN_MS = 300
 DEFAULT_RESUME_MS = 1200
 # The voice's own rate: no resampling on either side.
 DEFAULT_OUTPUT_RATE_HZ = 22050
+# The simulated room of file mode (--echo-db): the echo's delay. The microphone frame
+# after the one being played is the earliest that can hear it, hence the floor.
+DEFAULT_ECHO_DELAY_MS = 80
+MIN_FILE_ECHO_DELAY_MS = 35
 # Microphone audio kept while the STT service is unreachable.
 MAX_BUFFERED_AUDIO_S = 120.0
 
@@ -50,9 +54,15 @@ class EdgeSettings:
     pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
     barge_in_ms: int = DEFAULT_BARGE_IN_MS
     resume_ms: int = DEFAULT_RESUME_MS
-    # "full": the microphone stays live while the agent speaks (barge-in; right for headsets).
-    # "half": while the agent speaks the microphone is muted (open speakers, no echo canceller).
+    # "full": the microphone stays live while the agent speaks (barge-in; the echo canceller
+    # takes the agent's own voice out). "half": while the agent speaks the microphone is muted.
     duplex: str = "full"
+    # Echo cancellation of the speaker's sound in the microphone (in full duplex).
+    aec: bool = True
+    # File mode: a simulated room feeds the recorded output back into the input
+    # at this gain (dB), after echo_delay_ms. None: no echo.
+    echo_db: float | None = None
+    echo_delay_ms: int = DEFAULT_ECHO_DELAY_MS
     output_rate_hz: int = DEFAULT_OUTPUT_RATE_HZ
     voice: str = ""
     system_prompt: str = ""
@@ -110,7 +120,24 @@ def parser() -> argparse.ArgumentParser:
         "--duplex",
         choices=["full", "half"],
         default="full",
-        help="full: speak to interrupt the agent (use a headset); half: the mic is muted while it speaks",
+        help="full: speak to interrupt the agent; half: the mic is muted while it speaks (no echo canceller)",
+    )
+    p.add_argument(
+        "--aec",
+        choices=["on", "off"],
+        default="on",
+        help="echo cancellation in full duplex, for open speakers (default on)",
+    )
+    p.add_argument(
+        "--echo-db",
+        type=float,
+        help="with --input: a simulated room plays the output back into the input at this gain, e.g. -6",
+    )
+    p.add_argument(
+        "--echo-delay-ms",
+        type=int,
+        default=DEFAULT_ECHO_DELAY_MS,
+        help=f"with --echo-db: the echo's delay (at least {MIN_FILE_ECHO_DELAY_MS})",
     )
     p.add_argument("--voice", default="", help="TTS voice name (default: the service's)")
     p.add_argument(
@@ -147,6 +174,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def from_args(args: argparse.Namespace) -> EdgeSettings:
+    if args.echo_db is not None and args.input is None:
+        parser().error("--echo-db simulates a room in file mode: give --input too")
+    if args.echo_delay_ms < MIN_FILE_ECHO_DELAY_MS:
+        parser().error(f"--echo-delay-ms must be at least {MIN_FILE_ECHO_DELAY_MS}")
     return EdgeSettings(
         stt=args.stt,
         llm=args.llm,
@@ -159,6 +190,9 @@ def from_args(args: argparse.Namespace) -> EdgeSettings:
         barge_in_ms=args.barge_in_ms,
         resume_ms=args.resume_ms,
         duplex=args.duplex,
+        aec=args.aec == "on",
+        echo_db=args.echo_db,
+        echo_delay_ms=args.echo_delay_ms,
         voice=args.voice,
         system_prompt=args.system_prompt,
         max_tokens=args.max_tokens,

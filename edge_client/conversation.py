@@ -165,6 +165,8 @@ class Conversation:
         self._turn_start = 0.0
         self._last_frame_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+        # An echo canceller asks for longer speech while it converges.
+        self.barge_in_ms: Callable[[int], int] = lambda ms: ms
 
     # -- clock -----------------------------------------------------------------------------
     def now_ms(self) -> float:
@@ -219,7 +221,7 @@ class Conversation:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
         turn = self._turn
         if turn is not None and self.settings.duplex == "full" and not (turn.tentative or turn.interrupted):
-            barge_in_ms = self.settings.barge_in_ms
+            barge_in_ms = self.barge_in_ms(self.settings.barge_in_ms)
             if not turn.paused and self._endpointer.voiced_ms(2 * barge_in_ms) >= barge_in_ms:
                 self._pause(turn)
             elif turn.paused and self._endpointer.quiet_ms() >= self.settings.resume_ms:

@@ -3,6 +3,9 @@
 Both run on the input's clock: each 30 ms frame the microphone yields moves the
 recorded output on by 30 ms, so output sample n is n / rate seconds after the
 first input sample, and latency can be read off the two files.
+
+On that one clock a simulated room can play the recorded output back into the
+next input frames (open speakers), and an echo canceller can hear what was played.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+import soxr
+
+from edge_client.room import Room
 from edge_client.vad import FRAME_MS, RATE_HZ
 from services.common.audio import float_to_pcm16, pcm16_to_float, resample
 
@@ -31,9 +38,12 @@ def read_wav_16k(path: Path) -> bytes:
 
 
 class WavOutput:
-    """Records what would be played, time-aligned with the input. Same calls as ``Speaker``."""
+    """Records what would be played, time-aligned with the input. Same calls as ``Speaker``.
 
-    def __init__(self, path: Path, sample_rate_hz: int) -> None:
+    Each ``tap`` hears what was recorded (silence too) as 16 kHz int16 PCM, in order.
+    """
+
+    def __init__(self, path: Path, sample_rate_hz: int, taps: Sequence[Callable[[bytes], None]] = ()) -> None:
         self.path = path
         self.sample_rate_hz = sample_rate_hz
         self._buffer = bytearray()
@@ -44,6 +54,14 @@ class WavOutput:
         self._elapsed = 0.0  # input seconds recorded so far
         self._written = 0  # output samples recorded so far
         self.played_samples = 0
+        self._taps = list(taps)
+        # Quick (cubic) resampling: it holds back about one sample, where the others hold
+        # back tens of milliseconds that the room's echo could not yet hear.
+        self._to_16k = (
+            None
+            if sample_rate_hz == RATE_HZ
+            else soxr.ResampleStream(sample_rate_hz, RATE_HZ, 1, dtype="int16", quality="QQ")
+        )
 
     def write(self, pcm: bytes) -> None:
         self._buffer += pcm
@@ -70,8 +88,16 @@ class WavOutput:
         chunk = bytes(self._buffer[:take])
         del self._buffer[:take]
         self.played_samples += take // 2
-        self._out.writeframes(chunk + b"\0" * (due * 2 - take))
+        recorded = chunk + b"\0" * (due * 2 - take)
+        self._out.writeframes(recorded)
         self._written += due
+        if self._taps:
+            pcm = recorded
+            if self._to_16k is not None:
+                samples = np.frombuffer(recorded, dtype="<i2")
+                pcm = np.asarray(self._to_16k.resample_chunk(samples), dtype="<i2").tobytes()
+            for tap in self._taps:
+                tap(pcm)
 
     def close(self) -> None:
         self._out.close()
@@ -84,6 +110,7 @@ class WavInput:
     polled per frame) makes it yield silence in place of the file's next frames,
     paced in real time, while the agent is busy; with ``fast`` that is the only
     pacing, so a whole file runs turn by turn without waiting through speech.
+    With a ``room``, each frame also hears the echo of what was played before it.
     """
 
     def __init__(
@@ -92,11 +119,13 @@ class WavInput:
         fast: bool = False,
         output: WavOutput | None = None,
         hold: Callable[[], bool] = lambda: False,
+        room: Room | None = None,
     ) -> None:
         self._pcm = read_wav_16k(path)
         self._fast = fast
         self._output = output
         self._hold = hold
+        self._room = room
         self._stopped = False
         self.ended = False  # the file has been fed
 
@@ -120,6 +149,8 @@ class WavInput:
             else:
                 frame = silence
             self.ended = offset >= len(self._pcm)
+            if self._room is not None:
+                frame = self._room.mic(frame)
             if self._output is not None:
                 self._output.advance(FRAME_MS / 1000)
             yield frame

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +173,7 @@ def _connect(jack: Any, server: str, process: subprocess.Popen[bytes], log: Path
 
 
 @contextmanager
-def virtual_audio() -> Iterator[VirtualAudio]:
+def virtual_audio(devices_class: Callable[[Any, str], VirtualAudio] = VirtualAudio) -> Iterator[VirtualAudio]:
     """A JACK server with ``virtual_mic`` and ``virtual_speaker``, seen by sounddevice while open.
 
     PortAudio enumerates devices when it initialises, so sounddevice is re-initialised on the way
@@ -200,7 +200,7 @@ def virtual_audio() -> Iterator[VirtualAudio]:
         devices: VirtualAudio | None = None
         try:
             _connect(jack, server, process, log)
-            devices = VirtualAudio(jack, server)
+            devices = devices_class(jack, server)
             # PortAudio's JACK host API reads the server name from the environment.
             os.environ["JACK_DEFAULT_SERVER"] = server
             os.environ["JACK_NO_START_SERVER"] = "1"

@@ -1,0 +1,94 @@
+"""Open speakers: the edge client on files in a simulated room, against the composed services.
+
+The room plays the recorded output back into the next input frames (``--echo-db``):
+with the echo canceller the agent does not hear itself; without it, it interrupts itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from edge_client.config import EdgeSettings
+from edge_client.conversation import Conversation, State
+from edge_client.echo import EchoCanceller
+from edge_client.files import WavOutput
+from edge_client.room import Room
+from edge_client.vad import FRAME_MS
+from tests.edge import read_session, silence, voice_agent
+from tests.speech import english, wer
+
+MAX_CLIP_WER = 0.3
+FRAME_BYTES = 16000 * FRAME_MS // 1000 * 2
+ECHO = ("--echo-db", "-6", "--echo-delay-ms", "80")
+
+
+def two_questions() -> bytes:
+    first, second = english()[7], english()[4]
+    return silence(0.5) + first.pcm() + silence(14.0) + second.pcm() + silence(1.0)
+
+
+async def test_on_open_speakers_two_turns_stay_two_turns(stack: None, tmp_path: Path) -> None:
+    session = await asyncio.to_thread(
+        voice_agent, tmp_path, two_questions(), "--fast", "--max-tokens", "40", *ECHO
+    )
+    assert [t["interrupted"] for t in session.turns] == [False, False], session.stderr
+    for turn, rec in zip(session.turns, (english()[7], english()[4]), strict=True):
+        assert wer(rec.text, str(turn["user_text"])) <= MAX_CLIP_WER, turn
+        assert str(turn["agent_text"]).strip(), turn
+    assert session.audible().size > 100  # the replies did play, into the room
+
+
+async def test_without_the_canceller_the_agent_interrupts_itself(stack: None, tmp_path: Path) -> None:
+    session = await asyncio.to_thread(
+        voice_agent, tmp_path, two_questions(), "--fast", "--max-tokens", "40", "--aec", "off", *ECHO
+    )
+    assert any(t["interrupted"] for t in session.turns), session.turns
+
+
+async def test_speaking_over_the_echo_still_cuts_the_reply_short(stack: None, tmp_path: Path) -> None:
+    """In the room, the user speaks once the reply has played for 2 s: it stops, as with a headset."""
+    question, interruption = english()[0], english()[4]
+    settings = EdgeSettings(system_prompt="Tell a long story of at least six sentences.")
+    room, echo = Room(echo_db=-6.0, delay_ms=80), EchoCanceller()
+    output = WavOutput(tmp_path / "out.wav", settings.output_rate_hz, taps=[room.played, echo.played])
+    conversation = Conversation(settings, output, lambda kind, text: None)
+    conversation.barge_in_ms = echo.barge_in_ms
+    spoke_at: list[float] = []
+
+    async def frames() -> AsyncIterator[bytes]:
+        pcm = question.pcm() + silence(1.0)
+        speaking = 0
+        while speaking < 2000 / FRAME_MS and conversation.now_ms() < 30_000:
+            speaking = speaking + 1 if conversation.state == State.SPEAKING else 0
+            frame, pcm = pcm[:FRAME_BYTES], pcm[FRAME_BYTES:]
+            yield frame.ljust(FRAME_BYTES, b"\0")
+        spoke_at.append(conversation.now_ms() + FRAME_MS)
+        pcm = interruption.pcm() + silence(1.0)
+        while pcm or conversation.busy:
+            frame, pcm = pcm[:FRAME_BYTES], pcm[FRAME_BYTES:]
+            yield frame.ljust(FRAME_BYTES, b"\0")
+
+    async def in_the_room() -> AsyncIterator[bytes]:
+        async for frame in frames():
+            yield echo.clean(room.mic(frame))
+            output.advance(FRAME_MS / 1000)
+            await asyncio.sleep(FRAME_MS / 1000)
+
+    conversation.start()
+    await asyncio.wait_for(conversation.listen(in_the_room()), 120)
+    await conversation.close()
+    output.close()
+    session = read_session(tmp_path / "out.wav", None)
+
+    first = conversation.turns[0]
+    t = first["t_ms"]
+    assert isinstance(t, dict) and spoke_at, conversation.turns
+    assert echo.converged and first["interrupted"] is True and t["first_audio"] < spoke_at[0] < t["barge_in"]
+    # Later than with a headset (there: barge_in_ms + 200): while the user's first syllables
+    # overlap the reply, the canceller's suppressor takes them out with the echo (bench/aec).
+    assert t["barge_in"] - spoke_at[0] <= settings.barge_in_ms + 1000
+    late = session.audible()
+    assert late[(late > t["barge_in"] + 100) & (late < t["barge_in"] + 2000)].size == 0
+    assert wer(interruption.text, str(conversation.turns[1]["user_text"])) <= MAX_CLIP_WER, conversation.turns
