@@ -221,8 +221,7 @@ class Conversation:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
         turn = self._turn
         if turn is not None and self.settings.duplex == "full" and not (turn.tentative or turn.interrupted):
-            barge_in_ms = self.barge_in_ms(self.settings.barge_in_ms)
-            if not turn.paused and self._endpointer.voiced_ms(2 * barge_in_ms) >= barge_in_ms:
+            if not turn.paused and self._endpointer.barges_in(self.barge_in_ms(self.settings.barge_in_ms)):
                 self._pause(turn)
             elif turn.paused and self._endpointer.quiet_ms() >= self.settings.resume_ms:
                 self._resume(turn)  # no words came of it: a cough, a door, a chair

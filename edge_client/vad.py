@@ -82,6 +82,10 @@ class Endpointer:
         frames = min(len(self._history), max(1, window_ms // FRAME_MS))
         return sum(itertools.islice(reversed(self._history), frames)) * FRAME_MS
 
+    def barges_in(self, barge_in_ms: int) -> bool:
+        """The barge-in rule: ``barge_in_ms`` of voiced audio within twice that time."""
+        return self.voiced_ms(2 * barge_in_ms) >= barge_in_ms
+
     def quiet_ms(self) -> int:
         """How long since the last voiced frame (since the first frame when none was voiced)."""
         return (self._frame - self._last_voiced) * FRAME_MS

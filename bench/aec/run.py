@@ -108,7 +108,7 @@ def simulate(
         endpointer.push(cleaned)
         playing = barge_in is None and at < len(far) and far[at:].any()
         threshold = echo.barge_in_ms(DEFAULT_BARGE_IN_MS) if echo is not None else DEFAULT_BARGE_IN_MS
-        if playing and endpointer.speech_ms() >= threshold:
+        if playing and endpointer.barges_in(threshold):
             barge_in = (k + 1) * FRAME_MS
         played = far[at : at + FRAME]
         if barge_in is not None and stop_at_barge_in:
