@@ -192,10 +192,18 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
     service = "stt"
 
     def __init__(
-        self, address: str, on_final: Callable[[Final], None], notify: Notify, max_buffer_s: float
+        self,
+        address: str,
+        on_final: Callable[[Final], None],
+        notify: Notify,
+        max_buffer_s: float,
+        on_event: Callable[[stt_pb2.SpeechEvent], None] | None = None,
     ) -> None:
         super().__init__(address, notify)
         self._on_final = on_final
+        # Speech events (the end-of-turn model's decisions); None: not asked for.
+        self._on_event = on_event
+        self.turn_detection: bool | None = None  # whether the service judges pauses; None: not asked yet
         self._max_items = int(max_buffer_s * 1000 / FRAME_MS)
         self._pending: collections.deque[_Item] = collections.deque()
         self._frames = 0
@@ -238,12 +246,20 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
     async def _prepare(self, channel: grpc.aio.Channel) -> None:
         try:
             info = await stt_pb2_grpc.SttServiceStub(channel).GetInfo(stt_pb2.GetInfoRequest(), timeout=5)
-            self._max_stream_s = float(info.max_stream_duration_s)
         except grpc.aio.AioRpcError:
-            self._max_stream_s = 0.0  # then the service's OUT_OF_RANGE ends the stream, and a new one opens
+            info = stt_pb2.GetInfoResponse()  # then the service's OUT_OF_RANGE ends the stream, and so on
+        self._max_stream_s = float(info.max_stream_duration_s)
+        self.turn_detection = self._on_event is not None and info.supports_turn_detection
 
     def _first(self) -> stt_pb2.StreamingRecognizeRequest:
-        return stt_pb2.StreamingRecognizeRequest(config=stt_pb2.RecognitionConfig(sample_rate_hz=RATE_HZ))
+        config = stt_pb2.RecognitionConfig(
+            sample_rate_hz=RATE_HZ, enable_turn_detection=bool(self.turn_detection)
+        )
+        return stt_pb2.StreamingRecognizeRequest(config=config)
+
+    def time_ms(self, offset_ms: float) -> float:
+        """Client time of an offset in the current stream."""
+        return self._base_ms + offset_ms
 
     def _request(self, item: _Item) -> stt_pb2.StreamingRecognizeRequest:
         if self._sent_samples == 0:
@@ -267,6 +283,8 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
             self.send(item)
 
     def _on_response(self, response: stt_pb2.StreamingRecognizeResponse) -> None:
+        if response.HasField("speech_event") and self._on_event is not None:
+            self._on_event(response.speech_event)
         for result in response.results:
             if result.is_final:
                 final = Final(

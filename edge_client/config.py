@@ -15,6 +15,14 @@ DEFAULT_TTS = "127.0.0.1:50053"
 # Silence that ends the user's turn. The services decode during it, so a shorter
 # wait cuts latency but splits slow speakers' sentences; see bench/e2e.
 DEFAULT_SILENCE_MS = 600
+# How the end of the user's turn is decided. "smart": at each short pause the STT
+# service's end-of-turn model (Smart Turn) judges the audio; a complete turn ends at
+# once, an incomplete one waits for more speech or, at the latest, the fallback silence.
+# "silence": the turn ends after silence_ms of silence.
+TURN_DETECTORS = ("smart", "silence")
+DEFAULT_TURN_DETECTOR = "smart"
+# The silence that ends a turn the model judged incomplete (with "smart").
+DEFAULT_FALLBACK_SILENCE_MS = 1600
 # A pause this long finalises the utterance and starts a reply, held until the
 # silence reaches silence_ms (and withdrawn if the user goes on). Off by default:
 # on a 2-core CPU the prepared reply is rarely ready sooner (see bench/e2e), and
@@ -48,7 +56,9 @@ class EdgeSettings:
     input_device: str | None = None
     output_device: str | None = None
     vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
-    silence_ms: int = DEFAULT_SILENCE_MS
+    # 0: the turn detector's default (``silence_ms()``).
+    silence_ms: int = 0
+    turn_detector: str = DEFAULT_TURN_DETECTOR
     pause_ms: int = DEFAULT_PAUSE_MS
     min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
     pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
@@ -97,7 +107,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--test-mic", action="store_true", help="show the microphone level for a few seconds")
     p.add_argument("--test-speaker", action="store_true", help="play a tone")
     p.add_argument("--vad-aggressiveness", type=int, choices=range(4), default=DEFAULT_VAD_AGGRESSIVENESS)
-    p.add_argument("--silence-ms", type=int, default=DEFAULT_SILENCE_MS, help="silence that ends your turn")
+    p.add_argument(
+        "--turn-detector",
+        choices=TURN_DETECTORS,
+        default=DEFAULT_TURN_DETECTOR,
+        help="smart: a model judges each pause (falls back to silence where the service has none); "
+        "silence: only the silence ends your turn",
+    )
+    p.add_argument(
+        "--silence-ms",
+        type=int,
+        help=f"silence that ends your turn ({DEFAULT_SILENCE_MS}); with the smart detector, "
+        f"the longest wait when it judges you not done ({DEFAULT_FALLBACK_SILENCE_MS})",
+    )
     p.add_argument(
         "--pause-ms",
         type=int,
@@ -173,6 +195,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def silence_ms(turn_detector: str) -> int:
+    """The default silence that ends a turn with ``turn_detector``."""
+    return DEFAULT_FALLBACK_SILENCE_MS if turn_detector == "smart" else DEFAULT_SILENCE_MS
+
+
 def from_args(args: argparse.Namespace) -> EdgeSettings:
     if args.echo_db is not None and args.input is None:
         parser().error("--echo-db simulates a room in file mode: give --input too")
@@ -185,7 +212,8 @@ def from_args(args: argparse.Namespace) -> EdgeSettings:
         input_device=args.input_device,
         output_device=args.output_device,
         vad_aggressiveness=args.vad_aggressiveness,
-        silence_ms=args.silence_ms,
+        silence_ms=args.silence_ms or 0,
+        turn_detector=args.turn_detector,
         pause_ms=args.pause_ms,
         barge_in_ms=args.barge_in_ms,
         resume_ms=args.resume_ms,

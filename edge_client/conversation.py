@@ -32,14 +32,19 @@ from enum import Enum
 from typing import IO, Protocol
 
 from edge_client.clients import Final, LlmLink, SttLink, TtsLink
-from edge_client.config import MAX_BUFFERED_AUDIO_S, EdgeSettings
+from edge_client.config import MAX_BUFFERED_AUDIO_S, EdgeSettings, silence_ms
 from edge_client.vad import FRAME_MS, Edge, Endpointer
+from voice.stt.v1 import stt_pb2
 from voice.tts.v1 import tts_pb2
 
 log = logging.getLogger(__name__)
 
 # Longest wait for a final after the user stopped speaking, while the STT service is up.
 _FINAL_WAIT_MS = 8000
+# An end-of-turn decision counts only while the user is still quiet (not speaking again).
+_QUIET_FOR_DECISION_MS = 90
+# The STT service's and our voice detectors place the end of speech this far apart, at most.
+_SAME_PAUSE_MS = 180
 
 
 class State(Enum):
@@ -76,6 +81,7 @@ class _Utterance:
     end: float
     turn_start: float  # ms: where the user's turn began
     ended: bool = False  # the silence lasted to the end of the turn
+    ended_at: float = 0.0  # ms: when the turn was judged over
     continued: bool = False  # the user went on after its pause
 
 
@@ -147,10 +153,21 @@ class Conversation:
         self.state = State.LISTENING
         self.turns: list[dict[str, object]] = []  # report lines
         self.finished: list[Turn] = []
+        smart = settings.turn_detector == "smart"
         self._endpointer = Endpointer(
-            settings.vad_aggressiveness, settings.min_speech_ms, settings.silence_ms, settings.pause_ms
+            settings.vad_aggressiveness,
+            settings.min_speech_ms,
+            settings.silence_ms or silence_ms(settings.turn_detector),
+            settings.pause_ms,
         )
-        self.stt = SttLink(settings.stt, self._on_final, self._note, MAX_BUFFERED_AUDIO_S)
+        self.stt = SttLink(
+            settings.stt,
+            self._on_final,
+            self._note,
+            MAX_BUFFERED_AUDIO_S,
+            on_event=self._on_speech_event if smart else None,
+        )
+        self._smart = smart  # until the STT service says it has no end-of-turn model
         self.llm = LlmLink(settings.llm, settings.system_prompt, settings.max_tokens, self._note)
         self.tts = TtsLink(settings.tts, settings.voice, speaker.sample_rate_hz, self._on_tts, self._note)
         self._utterances: list[_Utterance] = []  # awaiting their finals
@@ -214,6 +231,10 @@ class Conversation:
     def feed(self, frame: bytes) -> None:
         self._frames += 1
         self._last_frame_at = time.monotonic()
+        if self._smart and self.stt.turn_detection is False:
+            self._smart = False
+            self._note("the STT service has no end-of-turn model: your turn ends after a silence")
+            self._endpointer.set_silence_ms(self.settings.silence_ms or silence_ms("silence"))
         muted = self.settings.duplex == "half" and self.state == State.SPEAKING
         self.stt.send_audio(bytes(len(frame)) if muted else frame)
         boundary = self._endpointer.push(bytes(len(frame)) if muted else frame)
@@ -259,15 +280,33 @@ class Conversation:
             self.stt.end_utterance()
             if edge is Edge.PAUSE:
                 return
-        self._last.ended = True  # END: the silence lasted
+        self._last.ended = True  # END: the silence lasted, or the end-of-turn model said so
+        self._last.ended_at = self.now_ms()
         if self._turn is not None and self._turn.tentative:
             self._release(self._turn)
         elif self._turn is None:
             self._set_state(State.LISTENING)
 
+    def _on_speech_event(self, event: stt_pb2.SpeechEvent) -> None:
+        """The end-of-turn model judged a pause: a complete turn ends now, not at the fallback silence."""
+        if event.type != stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN:
+            return
+        # Only the pause it judged: not when the user has spoken again since.
+        speech_end = self.stt.time_ms(event.offset_ms)
+        if (
+            self._endpointer.quiet_ms() < _QUIET_FOR_DECISION_MS
+            or self._last_voiced_ms() > speech_end + _SAME_PAUSE_MS
+        ):
+            return
+        if (boundary := self._endpointer.end_now()) is not None:
+            self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
+
+    def _last_voiced_ms(self) -> float:
+        return self._frames * FRAME_MS - self._endpointer.quiet_ms()
+
     def _on_final(self, final: Final) -> None:
         # The utterance this final belongs to: the last one that began before its words ended.
-        utterance = _Utterance(self._speech_start, final.end_ms, self._turn_start, ended=True)
+        utterance = _Utterance(self._speech_start, final.end_ms, self._turn_start, True, self.now_ms())
         while self._utterances and self._utterances[0].start <= final.end_ms:
             utterance = self._utterances.pop(0)
         text = final.text.strip()
@@ -283,6 +322,8 @@ class Conversation:
             "speech_end": utterance.end,
             "transcript_final": self.now_ms(),
         }
+        if utterance.ended:
+            t_ms["end_of_turn"] = utterance.ended_at
         self.ask(text, t_ms, tentative=not utterance.ended)
 
     def ask(self, text: str, t_ms: dict[str, float], tentative: bool = False) -> None:
@@ -406,6 +447,7 @@ class Conversation:
     def _release(self, turn: Turn) -> None:
         """The user's turn did end: play what was held, and the rest as it comes."""
         turn.tentative = False
+        turn.t_ms["end_of_turn"] = self.now_ms()
         if turn.audible:
             self._play_rest(turn)
         turn.confirmed.set()

@@ -77,6 +77,18 @@ class Endpointer:
             return Boundary(Edge.PAUSE, self._last_voiced)
         return None
 
+    def set_silence_ms(self, silence_ms: int) -> None:
+        """From now on, speech ends after ``silence_ms`` of silence."""
+        self._end_frames = max(1, silence_ms // FRAME_MS)
+
+    def end_now(self) -> Boundary | None:
+        """End the current speech here (the turn was judged complete); None when there is none."""
+        if not self.speaking:
+            return None
+        self.speaking = self._paused = False
+        self._recent.clear()
+        return Boundary(Edge.END, self._last_voiced)
+
     def voiced_ms(self, window_ms: int) -> int:
         """Voiced audio within the last ``window_ms``: silence inside the window does not count."""
         frames = min(len(self._history), max(1, window_ms // FRAME_MS))
