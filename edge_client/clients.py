@@ -126,6 +126,8 @@ class Link(Generic[Item, Req, Resp]):
                     continue
                 problem = f"the {self.service} service ended the stream; opening a new one"
             except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and self._outbox is not None:
+                    continue  # the service closed a stream idle for its stream_idle_s: open a new one quietly
                 problem = describe(self.service, self.address, err)
             except _Starting as starting:
                 problem = f"{starting}; waiting"
