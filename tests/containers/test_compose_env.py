@@ -83,6 +83,13 @@ def documented() -> set[str]:
     return {name.strip(" `") for row in rows for name in row.split("/")}
 
 
+def same(logged: object, value: str) -> bool:
+    """A logged setting (parsed by the service) is the value given in the env file."""
+    if isinstance(logged, bool) or not isinstance(logged, int | float):
+        return str(logged).lower() == value.lower()
+    return float(logged) == float(value)
+
+
 def in_container(service: str, code: str) -> str:
     return compose("exec", "-T", service, "python", "-c", code).stdout.strip()
 
@@ -126,7 +133,7 @@ async def test_every_variable_reaches_its_service(unusual_stack: dict[str, str])
         if name in ("CEREBRAS_API_KEY", "LLM_API_KEY"):
             assert got == "**********", (name, got)  # set, and never shown
         else:
-            assert str(got).lower() == value.lower(), (name, got, value)
+            assert same(got, value), (name, got, value)
     logs = compose("logs").stdout
     assert SECRET not in logs and LLM_SECRET not in logs
     # And what the services report of themselves agrees.
