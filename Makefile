@@ -30,8 +30,8 @@ $(VENV)/.installed: pyproject.toml wheels/.ready
 
 venv: $(VENV)/.installed
 
-# Coqui TTS and torch (1.8 GB; ~1.5 min with a warm pip cache), for its tests. coqui-tts
-# also checks that torchaudio and torchcodec are installed. PyPI's torchaudio is built for
+# Coqui TTS and torch (+1.8 GB; 1.5-2.5 min on 2 cores with a warm pip cache), for its
+# tests. coqui-tts also checks that torchaudio and torchcodec are installed. PyPI's torchaudio is built for
 # CUDA torch 2.11 and its compiled part cannot load beside torch 2.13: it is kept without
 # it, as its pure-Python part, which is all Tacotron2, HiFiGAN and VITS inference use.
 TORCH_AUDIO := torchaudio==2.11.0 torchcodec==0.17.0
@@ -62,7 +62,7 @@ lint: venv
 images: wheels
 	docker compose build
 
-# The TTS image with Coqui TTS and torch (~3 GB; not built by make test). pip puts the
+# The TTS image with Coqui TTS and the CPU torch (2.1 GB; not built by make test). pip puts the
 # torch wheel it would install here in wheels/, where the image takes it from.
 TORCH := torch==2.13.0
 images-coqui: wheels
