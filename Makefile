@@ -31,9 +31,10 @@ $(VENV)/.installed: pyproject.toml wheels/.ready
 venv: $(VENV)/.installed
 
 # Coqui TTS and torch (+1.8 GB; 1.5-2.5 min on 2 cores with a warm pip cache), for its
-# tests. coqui-tts also checks that torchaudio and torchcodec are installed. PyPI's torchaudio is built for
-# CUDA torch 2.11 and its compiled part cannot load beside torch 2.13: it is kept without
-# it, as its pure-Python part, which is all Tacotron2, HiFiGAN and VITS inference use.
+# tests. coqui-tts also checks that torchaudio and torchcodec are installed. PyPI's
+# torchaudio is built for CUDA torch 2.11 and its compiled part cannot load beside torch
+# 2.13: it is kept without it, as its pure-Python part, which is all Tacotron2, HiFiGAN
+# and VITS inference use.
 TORCH_AUDIO := torchaudio==2.11.0 torchcodec==0.17.0
 $(VENV)/.coqui: $(VENV)/.installed
 	$(PY) -m pip install -q --find-links wheels -e '.[stt,llm,tts,coqui,edge,dev]'
