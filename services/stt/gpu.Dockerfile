@@ -4,8 +4,10 @@
 ARG BASE=voice-agent-stt:latest
 FROM ${BASE}
 USER root
-RUN pip install --no-cache-dir nvidia-cublas-cu12==12.9.3.13
-ENV LD_LIBRARY_PATH=/usr/local/lib/python3.11/site-packages/nvidia/cublas/lib \
-    STT_DEVICE=cuda \
-    STT_COMPUTE_TYPE=float16
+# The wheel's library folder goes to the loader's search path, wherever pip put it.
+RUN pip install --no-cache-dir nvidia-cublas-cu12==12.9.3.13 \
+    && python -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" \
+        > /etc/ld.so.conf.d/nvidia-cublas.conf \
+    && ldconfig
+ENV STT_DEVICE=cuda STT_COMPUTE_TYPE=float16
 USER app
