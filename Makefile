@@ -10,7 +10,7 @@ WHEEL_CACHE ?= $(HOME)/.cache/voice-agent/wheels
 PROTOS := $(shell find protos -name '*.proto')
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv wheels system-deps protos lint images test run up down bench clean certs up-secure bench-load
+.PHONY: venv venv-coqui wheels system-deps protos lint images images-coqui images-gpu test run run-original up down bench clean certs up-secure bench-load
 
 wheels/.ready:
 	mkdir -p $(WHEEL_CACHE) wheels
@@ -33,6 +33,20 @@ $(VENV)/.installed: pyproject.toml wheels/.ready
 
 venv: $(VENV)/.installed
 
+# Coqui TTS and torch (+1.8 GB; 1.5-2.5 min on 2 cores with a warm pip cache), for its
+# tests. coqui-tts also checks that torchaudio and torchcodec are installed. PyPI's
+# torchaudio is built for CUDA torch 2.11 and its compiled part cannot load beside torch
+# 2.13: it is kept without it, as its pure-Python part, which is all Tacotron2, HiFiGAN
+# and VITS inference use.
+TORCH_AUDIO := torchaudio==2.11.0 torchcodec==0.17.0
+$(VENV)/.coqui: $(VENV)/.installed
+	$(PY) -m pip install -q --find-links wheels -e '.[stt,llm,tts,coqui,edge,dev]'
+	$(PY) -m pip install -q --no-deps $(TORCH_AUDIO)
+	rm -f "$$($(PY) -c 'import importlib.util as u; print(u.find_spec("torchaudio").submodule_search_locations[0])')"/lib/*.so
+	touch $@
+
+venv-coqui: $(VENV)/.coqui
+
 # PortAudio for the microphone and speaker; JACK's dummy driver gives the tests sound devices.
 system-deps:
 	@if ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v jackd >/dev/null; then \
@@ -52,14 +66,30 @@ lint: venv
 images: wheels
 	docker compose build
 
+# The TTS image with Coqui TTS and the CPU torch (2.1 GB; not built by make test). pip puts the
+# torch wheel it would install here in wheels/, where the image takes it from.
+TORCH := torch==2.13.0
+images-coqui: wheels
+	$(PYTHON) -m pip download -q --no-deps -d wheels $(TORCH)
+	TTS_ENGINE=coqui docker compose build tts
+
+# Images for a machine with an NVIDIA GPU (several GB; not built by make test).
+images-gpu: images
+	docker compose -f docker-compose.yml -f docker-compose.gpu.yml build stt tts
+
 # The whole suite: lint and types, then unit, service, integration and container tests.
-test: system-deps venv lint images
+test: system-deps venv venv-coqui lint images
 	$(PY) -m pytest -ra
 
 # Build and start the stack, then talk with it through the default microphone and speaker.
 run: system-deps venv images
 	docker compose up -d --wait
 	$(VENV)/bin/voice-agent
+
+# The original design's models (see original.env): Whisper base, Cerebras llama3.1-8b, Coqui tacotron2-DDC.
+run-original: system-deps venv images images-coqui
+	docker compose --env-file original.env up -d --wait
+	$(VENV)/bin/voice-agent --vad-aggressiveness 3 --silence-ms 810 --max-tokens 200
 
 up: images
 	docker compose up -d --wait

@@ -13,13 +13,15 @@ import grpc
 import numpy as np
 import soxr
 
-from edge_client.config import EdgeSettings
+from edge_client.config import DEFAULT_SILENCE_MS, EdgeSettings
 from edge_client.conversation import Conversation, State
 from edge_client.vad import FRAME_MS
+from services.common.audio import pcm16_to_float
 from tests.containers.conftest import compose
 from tests.edge import FRAME_BYTES, command, converse, frames_of, read_session, silence, voice_agent
 from tests.noise import burst
 from tests.speech import REPO, english, wer
+from tests.turns import cut, sentences, to_pcm, whole
 from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
@@ -150,6 +152,29 @@ async def test_noise_over_the_reply_pauses_it_and_it_goes_on(stack: None, tmp_pa
     finished = conversation.finished[0]
     assert finished.played == 0 or "resumed" in t
     assert session.audible().size * 10 >= 0.5 * finished.samples * 1000 / session.output_rate_hz
+
+
+async def test_the_end_of_turn_model_ends_a_whole_sentence_at_once(stack: None, tmp_path: Path) -> None:
+    """A complete sentence is judged over at its first pause, well before 600 ms of silence."""
+    rec = sentences()[1]
+    pcm = silence(0.5) + to_pcm(whole(rec)) + silence(2.5)
+    session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--max-tokens", "12")
+    assert len(session.turns) == 1, session.stderr
+    t = session.turns[0]["t_ms"]
+    assert isinstance(t, dict)
+    assert t["end_of_turn"] - t["speech_end"] < DEFAULT_SILENCE_MS, t
+    assert wer(rec.text, str(session.turns[0]["user_text"])) <= MAX_CLIP_WER
+
+
+async def test_a_pause_before_the_last_words_does_not_end_the_turn(stack: None, tmp_path: Path) -> None:
+    """Cut mid-sentence by a 700 ms pause: the model hears it is unfinished, and the turn goes on."""
+    rec = sentences()[0]
+    head = cut(rec)
+    rest = pcm16_to_float(rec.pcm())[len(head) :]
+    pcm = silence(0.5) + to_pcm(head) + silence(0.7) + to_pcm(rest) + silence(2.5)
+    session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--max-tokens", "12")
+    assert len(session.turns) == 1, session.stderr
+    assert wer(rec.text, str(session.turns[0]["user_text"])) <= MAX_CLIP_WER, session.turns
 
 
 def test_an_utterance_spoken_while_stt_restarts_is_not_lost(stack: None, tmp_path: Path) -> None:
