@@ -45,6 +45,8 @@ _FINAL_WAIT_MS = 8000
 _QUIET_FOR_DECISION_MS = 90
 # The STT service's and our voice detectors place the end of speech this far apart, at most.
 _SAME_PAUSE_MS = 180
+# A final with words comes this soon after its end of utterance (the decode started in the silence).
+_FINAL_AFTER_EOU_MS = 1000
 
 
 class State(Enum):
@@ -82,6 +84,7 @@ class _Utterance:
     turn_start: float  # ms: where the user's turn began
     ended: bool = False  # the silence lasted to the end of the turn
     ended_at: float = 0.0  # ms: when the turn was judged over
+    sent_at: float = 0.0  # ms: when its end of utterance went to the STT service
     continued: bool = False  # the user went on after its pause
 
 
@@ -97,6 +100,7 @@ class Turn:
     tentative: bool = False  # the user may not be done: audio is held, not played
     retracted: bool = False  # the user went on: the turn never happened
     paused: bool = False  # sound from the user: playback stopped until it proves to be words or not
+    paused_at: float = 0.0  # ms
     audio: bytearray = field(default_factory=bytearray)  # the reply's audio so far
     pieces: list[_Piece] = field(default_factory=list)
     played: int = 0  # samples of ``audio`` played, as of the last stop (pause, barge-in)
@@ -168,6 +172,7 @@ class Conversation:
             on_event=self._on_speech_event if smart else None,
         )
         self._smart = smart  # until the STT service says it has no end-of-turn model
+        self._stt_heard_at = -1.0  # ms: when the STT service last judged a pause (it heard speech)
         self.llm = LlmLink(settings.llm, settings.system_prompt, settings.max_tokens, self._note)
         self.tts = TtsLink(settings.tts, settings.voice, speaker.sample_rate_hz, self._on_tts, self._note)
         self._utterances: list[_Utterance] = []  # awaiting their finals
@@ -244,8 +249,8 @@ class Conversation:
         if turn is not None and self.settings.duplex == "full" and not (turn.tentative or turn.interrupted):
             if not turn.paused and self._endpointer.barges_in(self.barge_in_ms(self.settings.barge_in_ms)):
                 self._pause(turn)
-            elif turn.paused and self._endpointer.quiet_ms() >= self.settings.resume_ms:
-                self._resume(turn)  # no words came of it: a cough, a door, a chair
+            elif turn.paused and self._no_words_came(turn):
+                self._resume(turn)  # a cough, a door, a chair
         # An end of utterance the connected service left unanswered held no speech.
         while (
             self._utterances
@@ -275,7 +280,9 @@ class Conversation:
             return
         if edge is Edge.PAUSE or self._last is None or self._last.ended or self._last.continued:
             # The utterance is finalised now; a reply may start, held until the end is sure.
-            self._last = _Utterance(self._speech_start, at_ms + FRAME_MS, self._turn_start)
+            self._last = _Utterance(
+                self._speech_start, at_ms + FRAME_MS, self._turn_start, sent_at=self.now_ms()
+            )
             self._utterances.append(self._last)
             self.stt.end_utterance()
             if edge is Edge.PAUSE:
@@ -287,8 +294,18 @@ class Conversation:
         elif self._turn is None:
             self._set_state(State.LISTENING)
 
+    def _no_words_came(self, turn: Turn) -> bool:
+        """The sound that paused the reply has proved to be no words."""
+        if self._endpointer.quiet_ms() < self.settings.resume_ms:
+            return False
+        if any(self.now_ms() - u.sent_at < _FINAL_AFTER_EOU_MS for u in self._utterances):
+            return False  # its final may still come
+        # The STT service took it for speech: wait for the end of that turn and its final.
+        return not (self._stt_heard_at >= turn.paused_at and self._endpointer.speaking)
+
     def _on_speech_event(self, event: stt_pb2.SpeechEvent) -> None:
         """The end-of-turn model judged a pause: a complete turn ends now, not at the fallback silence."""
+        self._stt_heard_at = self.now_ms()
         if event.type != stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN:
             return
         # Only the pause it judged: not when the user has spoken again since.
@@ -466,7 +483,7 @@ class Conversation:
     def _pause(self, turn: Turn) -> None:
         """Sound from the user over the reply: stop playing until it proves to be words, or not."""
         self._stop_playing(turn)
-        turn.paused = True
+        turn.paused, turn.paused_at = True, self.now_ms()
         turn.t_ms.setdefault("barge_in", self.now_ms())
         self._set_state(State.HEARING)
 

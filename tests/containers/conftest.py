@@ -17,9 +17,13 @@ WAIT_S = 600
 
 
 def compose(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "compose", *args], cwd=REPO, check=True, timeout=timeout, capture_output=True, text=True
+    done = subprocess.run(
+        ["docker", "compose", *args], cwd=REPO, timeout=timeout, capture_output=True, text=True
     )
+    if done.returncode:
+        command = " ".join(args)
+        raise AssertionError(f"docker compose {command} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done
 
 
 @pytest.fixture(scope="session")

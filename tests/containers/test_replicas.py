@@ -22,11 +22,13 @@ REPLICAS = ("-f", "docker-compose.yml", "-f", "docker-compose.replicas.yml")
 @pytest.fixture(scope="module")
 def replicas() -> Iterator[None]:
     was_running = bool(compose("ps", "-q").stdout.strip())
-    compose(*REPLICAS, "up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
-    yield
-    compose(*REPLICAS, "down", "--timeout", "10")
-    if was_running:
-        compose("up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
+    try:
+        compose(*REPLICAS, "up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
+        yield
+    finally:
+        compose(*REPLICAS, "down", "--timeout", "10")
+        if was_running:
+            compose("up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
 
 
 def _streams_served(index: int) -> float:

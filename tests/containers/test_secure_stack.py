@@ -30,12 +30,14 @@ CERTS = REPO / "certs"
 def secure_stack() -> Iterator[str]:
     make_certs(CERTS)
     was_running = bool(compose("ps", "-q").stdout.strip())
-    compose(*SECURE, "up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
-    yield (CERTS / "token").read_text().strip()
-    if was_running:
-        compose("up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
-    else:
-        compose("down", "--timeout", "10")
+    try:
+        compose(*SECURE, "up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
+        yield (CERTS / "token").read_text().strip()
+    finally:
+        if was_running:
+            compose("up", "-d", "--wait", "--wait-timeout", str(WAIT_S))
+        else:
+            compose("down", "--timeout", "10")
 
 
 async def _calls(security: Security) -> list[grpc.StatusCode]:
