@@ -13,11 +13,11 @@ DEFAULT_MODEL = "tiny.en"
 MAX_UTTERANCE_S = 28.0
 DEFAULT_MAX_STREAM_S = 3600.0
 DEFAULT_ENDPOINT_SILENCE_MS = 600
-# Trailing silence after which the service decodes ahead of the end of utterance: two
-# unvoiced 32 ms windows, the first silence the detector is sure of (one alone flickers
-# inside words). On the dev clips that starts the last decode ~100 ms sooner than 160 ms
-# did, for ~2 more decodes in 10 clips that speech overtakes.
-DEFAULT_SPECULATE_SILENCE_MS = 64
+# Trailing silence after which the service decodes ahead of the end of utterance. 64 ms
+# (two unvoiced windows) started the last decode ~100 ms sooner, but that decode missed
+# soft word endings the detector takes for silence ("ten of clubs" heard as "ten of close"),
+# and a final is never revised: 160 ms keeps them.
+DEFAULT_SPECULATE_SILENCE_MS = 160
 # Silence after speech at which the turn detector judges the pause (when a stream asks for it)...
 DEFAULT_TURN_SILENCE_MS = 200
 # ...and the probability from which the pause counts as the end of the turn.
