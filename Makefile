@@ -14,8 +14,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 wheels/.ready:
 	mkdir -p $(WHEEL_CACHE) wheels
-	ls $(WHEEL_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PYTHON) -m pip wheel -q --no-cache-dir --no-deps -w $(WHEEL_CACHE) $(LLAMA_CPP)
+	ls $(WHEEL_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+		echo "compiling llama.cpp once (about 8 min on 2 cores; the compiler's progress follows)"; \
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PYTHON) -m pip wheel -v --no-cache-dir --no-deps -w $(WHEEL_CACHE) $(LLAMA_CPP) \
+			| grep --line-buffered -E '^ *\[ *[0-9]+%\]|Successfully|error' || true; }
 	cp $(WHEEL_CACHE)/llama_cpp_python-*.whl wheels/
 	touch $@
 
