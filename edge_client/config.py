@@ -19,8 +19,10 @@ DEFAULT_SILENCE_MS = 600
 # service's end-of-turn model (Smart Turn) judges the audio; a complete turn ends at
 # once, an incomplete one waits for more speech or, at the latest, the fallback silence.
 # "silence": the turn ends after silence_ms of silence.
+# Silence is the default: on the dev clips here the model judged read sentences unfinished
+# as often as finished, so it waited the fallback and was slower (see bench/e2e).
 TURN_DETECTORS = ("smart", "silence")
-DEFAULT_TURN_DETECTOR = "smart"
+DEFAULT_TURN_DETECTOR = "silence"
 # The silence that ends a turn the model judged incomplete (with "smart").
 DEFAULT_FALLBACK_SILENCE_MS = 1600
 # A pause this long finalises the utterance and starts a reply, held until the
@@ -111,8 +113,8 @@ def parser() -> argparse.ArgumentParser:
         "--turn-detector",
         choices=TURN_DETECTORS,
         default=DEFAULT_TURN_DETECTOR,
-        help="smart: a model judges each pause (falls back to silence where the service has none); "
-        "silence: only the silence ends your turn",
+        help="silence: the silence ends your turn; smart: a model judges each pause (falls back to "
+        "silence where the service has none)",
     )
     p.add_argument(
         "--silence-ms",

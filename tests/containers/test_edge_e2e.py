@@ -26,6 +26,7 @@ from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 MAX_CLIP_WER = 0.3
+SMART = ("--turn-detector", "smart")
 
 
 async def while_(condition: Callable[[], bool], limit_s: float = 120) -> AsyncIterator[bytes]:
@@ -158,7 +159,7 @@ async def test_the_end_of_turn_model_ends_a_whole_sentence_at_once(stack: None, 
     """A complete sentence is judged over at its first pause, well before 600 ms of silence."""
     rec = sentences()[1]
     pcm = silence(0.5) + to_pcm(whole(rec)) + silence(2.5)
-    session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--max-tokens", "12")
+    session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--max-tokens", "12", *SMART)
     assert len(session.turns) == 1, session.stderr
     t = session.turns[0]["t_ms"]
     assert isinstance(t, dict)
@@ -172,7 +173,7 @@ async def test_a_pause_before_the_last_words_does_not_end_the_turn(stack: None, 
     head = cut(rec)
     rest = pcm16_to_float(rec.pcm())[len(head) :]
     pcm = silence(0.5) + to_pcm(head) + silence(0.7) + to_pcm(rest) + silence(2.5)
-    session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--max-tokens", "12")
+    session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--max-tokens", "12", *SMART)
     assert len(session.turns) == 1, session.stderr
     assert wer(rec.text, str(session.turns[0]["user_text"])) <= MAX_CLIP_WER, session.turns
 
