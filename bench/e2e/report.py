@@ -92,6 +92,8 @@ def turn_table(runs: list[Run]) -> Table:
 
 
 def report(runs: list[Run], silence_ms: int) -> None:
+    rows = list(dict.fromkeys(r.row for r in runs))
+    runs = sorted(runs, key=lambda r: rows.index(r.row))
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(latency_table(runs))
     console.print(turn_table(runs))

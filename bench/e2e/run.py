@@ -44,7 +44,7 @@ SEQUENTIAL_WAIT_MS = 810
 _SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
 _FRAME_MS = 30  # the report's times and the recorded output agree to within a frame
 ROWS = ("smart", "silence", "smart-file", "sequential")
-SETS = ("dev", "paused", "short")
+SETS = ("paused", "short", "dev")
 
 
 def clips(name: str, limit: int | None) -> list[Clip]:
@@ -66,7 +66,7 @@ def edge_args(row: str, silence_ms: int, max_tokens: int) -> list[str]:
     return [sys.executable, "-m", module, *detector, "--max-tokens", str(max_tokens)]
 
 
-def streaming(row: str, clip: Clip, command: list[str]) -> Outcome:
+def streaming(clip: Clip, command: list[str]) -> Outcome:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         wav = write_wav(tmp / "in.wav", silence(LEAD_S) + clip.pcm + silence(TAIL_S))
@@ -156,6 +156,24 @@ async def sequential(run: Run, recordings: list[Clip], max_tokens: int) -> None:
             run.outcomes.append(Outcome(clip.id, sum(stages.values()), stages, turns=1))
 
 
+def measure(runs: list[Run], name: str, chosen: list[Clip], args: argparse.Namespace) -> None:
+    """Each clip through each row in turn, so that a slower spell of the machine hits all rows alike."""
+    streamed = [
+        row for row in args.rows if row != "sequential" and not (row == "smart-file" and name == "paused")
+    ]
+    by_row = {row: Run(row, name) for row in streamed}
+    runs += by_row.values()
+    for clip in chosen:
+        for row, run in by_row.items():
+            run.outcomes.append(outcome := streaming(clip, edge_args(row, args.silence_ms, args.max_tokens)))
+            if outcome.error:
+                print(f"{row} {clip.id}: {outcome.error}", file=sys.stderr)
+    # The sequential design has no turn-taking (it waits 810 ms, whatever was said): no paused set.
+    if "sequential" in args.rows and name != "paused":
+        runs.append(run := Run("sequential", name))
+        asyncio.run(sequential(run, chosen, args.max_tokens))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -168,21 +186,11 @@ def main() -> None:
     args = parser.parse_args()
     sets = {name: clips(name, args.clips) for name in args.sets}
     runs: list[Run] = []
-    for row in args.rows:
+    try:
         for name, chosen in sets.items():
-            if row == "sequential":
-                if name != "paused":  # it has no turn-taking: it waits 810 ms, whatever was said
-                    runs.append(run := Run(row, name))
-                    asyncio.run(sequential(run, chosen, args.max_tokens))
-                continue
-            if row == "smart-file" and name == "paused":
-                continue  # it shows the output path, not turn-taking
-            runs.append(run := Run(row, name))
-            command = edge_args(row, args.silence_ms, args.max_tokens)
-            for clip in chosen:
-                run.outcomes.append(outcome := streaming(row, clip, command))
-                if outcome.error:
-                    print(f"{row} {clip.id}: {outcome.error}", file=sys.stderr)
+            measure(runs, name, chosen, args)
+    except KeyboardInterrupt:
+        print("stopped: reporting what was measured", file=sys.stderr)
     report(runs, args.silence_ms)
 
 
