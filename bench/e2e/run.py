@@ -1,94 +1,126 @@
-"""Voice-to-voice latency of the whole agent, against the running compose stack.
+"""Voice-to-voice latency and turn-taking of the whole agent, against the running compose stack.
 
-For each dev recording, the edge client gets the recording as its microphone
-(real-time pace) and records its speaker. Latency is read off the two files: from
-the true end of speech in the input to the first reply sample in the output.
-The same is measured for a sequential pipeline built the way the original design
-works (wait 810 ms of silence, then the whole transcription, the whole reply, the
-whole synthesis) on the same services and models.
+Each clip is the edge client's microphone (real-time pace); its speaker is recorded through
+the jitter buffer a sound card plays from (``bench.e2e.speaker``). Latency is read off the two
+files: from the true end of speech in the input to the first reply sample in the output that
+belongs to a reply started after it. A clip with no such reply is a failure: counted, not
+dropped. A clip is cut off when the agent answered before the user was done: it split the
+utterance into two or more turns, or a reply was audible before the true end of speech.
 
-    docker compose up -d --wait && python -m bench.e2e.run [--silence-ms 600] [--pause-ms 0 200]
+Rows: ``smart`` (the end-of-turn model, the default detector), ``silence`` (--silence-ms, 600),
+``smart-file`` (smart, recorded without the jitter buffer, to show what it adds) and
+``sequential`` (the original design: wait 810 ms, then the whole transcription, the whole
+reply, the whole synthesis, on the same services). Sets: ``dev`` (read sentences as
+recorded), ``paused`` (the same with 400-900 ms pauses mid-sentence), ``short`` (card names:
+short complete turns).
+
+    docker compose up -d --wait && python -m bench.e2e.run [--rows smart silence] [--clips 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
-from edge_client.config import DEFAULT_PAUSE_MS
-from tests.edge import loud_windows_ms, read_session, silence, write_wav
-from tests.speech import REPO, Recording, english
+from bench.e2e.outcome import Outcome, Run
+from bench.e2e.paused import Clip, cards, paused, sentences, whole
+from bench.e2e.report import report
+from tests.edge import Session, loud_windows_ms, read_session, silence, write_wav
+from tests.speech import REPO
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 
-RESULTS = REPO / "bench" / "results"
-LEAD_S, TAIL_S = 0.5, 6.0
+LEAD_S, TAIL_S = 0.5, 3.0
 SEQUENTIAL_WAIT_MS = 810
 _SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
+_FRAME_MS = 30  # the report's times and the recorded output agree to within a frame
+ROWS = ("smart", "silence", "smart-file", "sequential")
+SETS = ("paused", "short", "dev")
 
 
-@dataclass
-class Run:
-    name: str
-    latencies_ms: list[float] = field(default_factory=list)
-    stages_ms: dict[str, list[float]] = field(default_factory=dict)
-
-    def add_stage(self, stage: str, ms: float) -> None:
-        self.stages_ms.setdefault(stage, []).append(ms)
+def clips(name: str, limit: int | None) -> list[Clip]:
+    if name == "dev":
+        return [whole(r) for r in sentences(limit)]
+    if name == "paused":
+        return [paused(r) for r in sentences(limit)]
+    return [whole(r) for r in cards(limit)]
 
 
-def true_end_of_speech_ms(rec: Recording) -> float:
-    audio = np.frombuffer(rec.pcm(), "<i2").astype(np.float32) / 32768
+def true_end_ms(pcm: bytes) -> float:
+    audio = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
     return LEAD_S * 1000 + float(loud_windows_ms(audio, 16000, _SPEECH_DBFS)[-1]) + 10
 
 
-def ours(recordings: list[Recording], silence_ms: int, pause_ms: int, max_tokens: int) -> Run:
-    held = f", reply prepared at a {pause_ms} ms pause" if pause_ms else ""
-    run = Run(f"streaming, end of turn after {silence_ms} ms{held}")
-    for rec in recordings:
-        with tempfile.TemporaryDirectory() as tmp_dir:
-            tmp = Path(tmp_dir)
-            wav = write_wav(tmp / "in.wav", silence(LEAD_S) + rec.pcm() + silence(TAIL_S))
-            out, report = tmp / "out.wav", tmp / "turns.jsonl"
-            subprocess.run(
-                [sys.executable, "-m", "edge_client", "--input", str(wav), "--output", str(out),
-                 "--report", str(report), "--silence-ms", str(silence_ms), "--pause-ms", str(pause_ms),
-                 "--max-tokens", str(max_tokens)],
-                cwd=REPO, check=True, capture_output=True, timeout=300,
-            )  # fmt: skip
-            session = read_session(out, report)
-        end = true_end_of_speech_ms(rec)
-        loud = loud_windows_ms(session.output, session.output_rate_hz, _SPEECH_DBFS)
-        loud = loud[loud > end]
-        if not session.turns or not loud.size:
-            print(f"{rec.id}: no reply", file=sys.stderr)
-            continue
-        t = session.turns[0]["t_ms"]
-        assert isinstance(t, dict)
-        run.latencies_ms.append(float(loud[0]) - end)
-        run.add_stage("endpoint (VAD silence)", t["speech_end"] + silence_ms - end)
-        run.add_stage("final transcript", t["transcript_final"] - t["speech_end"] - silence_ms)
-        run.add_stage("first token", t["first_token"] - t["transcript_final"])
-        run.add_stage("first audio", t["first_audio"] - t["first_token"])
-    return run
+def edge_args(row: str, silence_ms: int, max_tokens: int) -> list[str]:
+    module = "edge_client" if row == "smart-file" else "bench.e2e.speaker"
+    detector = ["--turn-detector", "silence", "--silence-ms", str(silence_ms)] if row == "silence" else []
+    return [sys.executable, "-m", module, *detector, "--max-tokens", str(max_tokens)]
 
 
-async def sequential(recordings: list[Recording], max_tokens: int) -> Run:
+def streaming(clip: Clip, command: list[str]) -> Outcome:
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        wav = write_wav(tmp / "in.wav", silence(LEAD_S) + clip.pcm + silence(TAIL_S))
+        out, turns = tmp / "out.wav", tmp / "turns.jsonl"
+        args = ["--input", str(wav), "--output", str(out), "--report", str(turns)]
+        try:
+            done = subprocess.run([*command, *args], cwd=REPO, capture_output=True, text=True, timeout=180)
+        except subprocess.TimeoutExpired:
+            return Outcome(clip.id, error="voice-agent timed out")
+        if done.returncode != 0:
+            return Outcome(clip.id, error=f"voice-agent exited {done.returncode}: {done.stderr[-300:]}")
+        return judge(clip, read_session(out, turns))
+
+
+def judge(clip: Clip, session: Session) -> Outcome:
+    """Latency, stages and cut-off of one run of the edge client on ``clip``."""
+    end = true_end_ms(clip.pcm)
+    outcome = Outcome(clip.id, turns=len(session.turns))
+    times = [t["t_ms"] for t in session.turns]
+    assert all(isinstance(t, dict) for t in times)
+    loud = loud_windows_ms(session.output, session.output_rate_hz, _SPEECH_DBFS)
+    early = any(isinstance(t, dict) and t.get("first_audio", end) < end for t in times)
+    outcome.cut_off = len(session.turns) > 1 or early or bool(np.any(loud < end))
+    # The reply to the last of what was said: one that began before the end answered a part.
+    last = session.turns[-1] if session.turns else {}
+    t = last.get("t_ms", {})
+    assert isinstance(t, dict)
+    if "first_audio" not in t or t["first_audio"] < end - _FRAME_MS:
+        errors = [str(line["error"]) for line in session.turns if "error" in line]
+        outcome.error = "; ".join(errors) or "no reply after the end of speech"
+        return outcome
+    heard = loud[loud >= max(end, t["first_audio"] - _FRAME_MS)]
+    if "error" in last or not heard.size:
+        outcome.error = str(last.get("error", "the reply was silent"))
+        return outcome
+    outcome.latency_ms = float(heard[0]) - end
+    marks = [
+        ("VAD end", "speech_end"),
+        ("endpoint", "end_of_turn"),
+        ("final transcript", "transcript_final"),
+        ("first token", "first_token"),
+        ("first audio", "first_audio"),
+    ]
+    before = end
+    for stage, mark in marks:
+        if mark in t:
+            outcome.stages_ms[stage] = t[mark] - before
+            before = t[mark]
+    outcome.stages_ms["playback"] = end + outcome.latency_ms - before
+    return outcome
+
+
+async def sequential(run: Run, recordings: list[Clip], max_tokens: int) -> None:
     """Wait 810 ms, transcribe the whole utterance, generate the whole reply, synthesize all of it."""
-    run = Run(f"sequential (wait {SEQUENTIAL_WAIT_MS} ms, whole STT, LLM, TTS)")
     async with (
         grpc.aio.insecure_channel("127.0.0.1:50051") as stt_channel,
         grpc.aio.insecure_channel("127.0.0.1:50052") as llm_channel,
@@ -97,11 +129,11 @@ async def sequential(recordings: list[Recording], max_tokens: int) -> Run:
         stt = stt_pb2_grpc.SttServiceStub(stt_channel)
         llm = llm_pb2_grpc.LlmServiceStub(llm_channel)
         tts = tts_pb2_grpc.TtsServiceStub(tts_channel)
-        for rec in recordings:
+        for clip in recordings:
             started = time.perf_counter()
             heard = await stt.Recognize(
                 stt_pb2.RecognizeRequest(
-                    config=stt_pb2.RecognitionConfig(sample_rate_hz=16000), audio_content=rec.pcm()
+                    config=stt_pb2.RecognitionConfig(sample_rate_hz=16000), audio_content=clip.pcm
                 )
             )
             transcribed = time.perf_counter()
@@ -115,75 +147,51 @@ async def sequential(recordings: list[Recording], max_tokens: int) -> Run:
             replied = time.perf_counter()
             await tts.Synthesize(tts_pb2.SynthesizeRequest(text=reply.text or "Okay."))
             done = time.perf_counter()
-            run.add_stage("endpoint (VAD silence)", SEQUENTIAL_WAIT_MS)
-            run.add_stage("final transcript", (transcribed - started) * 1000)
-            run.add_stage("first token", (replied - transcribed) * 1000)
-            run.add_stage("first audio", (done - replied) * 1000)
-            run.latencies_ms.append(SEQUENTIAL_WAIT_MS + (done - started) * 1000)
-    return run
+            stages = {
+                "endpoint": SEQUENTIAL_WAIT_MS,
+                "final transcript": (transcribed - started) * 1000,
+                "first token": (replied - transcribed) * 1000,
+                "first audio": (done - replied) * 1000,
+            }
+            run.outcomes.append(Outcome(clip.id, sum(stages.values()), stages, turns=1))
 
 
-def report(runs: list[Run]) -> None:
-    table = Table(title="Voice-to-voice latency: true end of speech -> first reply sample (ms)")
-    table.add_column("pipeline")
-    for column in ("n", "p50", "p95"):
-        table.add_column(column, justify="right")
-    stages = list(runs[0].stages_ms)
-    for stage in stages:
-        table.add_column(f"{stage} p50", justify="right")
-    for run in runs:
-        lat = run.latencies_ms
-        table.add_row(
-            run.name,
-            str(len(lat)),
-            f"{np.percentile(lat, 50):.0f}",
-            f"{np.percentile(lat, 95):.0f}",
-            *(f"{np.percentile(run.stages_ms[s], 50):.0f}" for s in stages),
-        )
-    Console().print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "e2e.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 1.2 * len(runs) + 2.5))
-    names = [r.name for r in runs]
-    left.boxplot([r.latencies_ms for r in runs], orientation="horizontal", tick_labels=names)
-    left.axvline(800, color="red", linestyle="--", label="target 800 ms")
-    left.set_xlabel("voice-to-voice latency (ms)")
-    left.legend()
-    lefts = np.zeros(len(runs))
-    for stage in stages:
-        widths = np.array([np.percentile(r.stages_ms[stage], 50) for r in runs])
-        right.barh(names, widths, left=lefts, label=stage)
-        lefts += widths
-    right.set_xlabel("median time per stage (ms)")
-    right.set_yticks([])
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "e2e_latency.png", dpi=120)
-    print(f"wrote {RESULTS / 'e2e.json'} and {RESULTS / 'e2e_latency.png'}")
+def measure(runs: list[Run], name: str, chosen: list[Clip], args: argparse.Namespace) -> None:
+    """Each clip through each row in turn, so that a slower spell of the machine hits all rows alike."""
+    streamed = [
+        row for row in args.rows if row != "sequential" and not (row == "smart-file" and name == "paused")
+    ]
+    by_row = {row: Run(row, name) for row in streamed}
+    runs += by_row.values()
+    for clip in chosen:
+        for row, run in by_row.items():
+            run.outcomes.append(outcome := streaming(clip, edge_args(row, args.silence_ms, args.max_tokens)))
+            if outcome.error:
+                print(f"{row} {clip.id}: {outcome.error}", file=sys.stderr)
+    # The sequential design has no turn-taking (it waits 810 ms, whatever was said): no paused set.
+    if "sequential" in args.rows and name != "paused":
+        runs.append(run := Run("sequential", name))
+        asyncio.run(sequential(run, chosen, args.max_tokens))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--silence-ms", nargs="+", type=int, default=[600])
-    parser.add_argument("--pause-ms", nargs="+", type=int, default=[DEFAULT_PAUSE_MS, 200])
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=["smart", "silence", "sequential"])
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--clips", type=int, help="at most this many clips per set")
+    parser.add_argument("--silence-ms", type=int, default=600, help="the silence row's end-of-turn silence")
     parser.add_argument("--max-tokens", type=int, default=40)
     args = parser.parse_args()
-    recordings = english()
-    runs = [
-        ours(recordings, silence_ms, pause_ms, args.max_tokens)
-        for silence_ms in args.silence_ms
-        for pause_ms in args.pause_ms
-    ]
-    runs.append(asyncio.run(sequential(recordings, args.max_tokens)))
-    report(runs)
+    sets = {name: clips(name, args.clips) for name in args.sets}
+    runs: list[Run] = []
+    try:
+        for name, chosen in sets.items():
+            measure(runs, name, chosen, args)
+    except KeyboardInterrupt:
+        print("stopped: reporting what was measured", file=sys.stderr)
+    report(runs, args.silence_ms)
 
 
 if __name__ == "__main__":
