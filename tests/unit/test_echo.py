@@ -105,10 +105,21 @@ def test_frames_must_be_whole_10_ms() -> None:
 def test_the_flags_turn_the_canceller_and_the_room_on_and_off(capsys: pytest.CaptureFixture[str]) -> None:
     settings = from_args(parser().parse_args([]))
     assert settings.aec and settings.echo_db is None
-    args = ["--aec", "off", "--input", "in.wav", "--echo-db", "-6", "--echo-delay-ms", "120"]
+    args = [
+        "--aec",
+        "off",
+        "--input",
+        "in.wav",
+        "--output",
+        "out.wav",
+        "--echo-db",
+        "-6",
+        "--echo-delay-ms",
+        "120",
+    ]
     settings = from_args(parser().parse_args(args))
     assert (settings.aec, settings.echo_db, settings.echo_delay_ms) == (False, -6.0, 120)
-    for wrong in (["--echo-db", "-6"], ["--input", "in.wav", "--echo-db", "-6", "--echo-delay-ms", "20"]):
+    for wrong in (["--input", "in.wav", "--echo-db", "-6"], [*args, "--echo-delay-ms", "20"]):
         with pytest.raises(SystemExit):
             from_args(parser().parse_args(wrong))
     assert "--echo-db" in capsys.readouterr().err
