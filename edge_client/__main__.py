@@ -100,7 +100,7 @@ async def run(settings: EdgeSettings) -> int:
 
     echo = EchoCanceller() if settings.aec and settings.duplex == "full" and not settings.text else None
     room = None
-    if settings.echo_db is not None and settings.input_file is not None:
+    if settings.echo_db is not None and settings.input_file is not None and settings.output_file is not None:
         room = Room(settings.echo_db, settings.echo_delay_ms)
     async with contextlib.AsyncExitStack() as stack:
         output: Output

@@ -155,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--echo-db",
         type=float,
-        help="with --input: a simulated room plays the output back into the input at this gain, e.g. -6",
+        help="with --input and --output: a simulated room plays the output back into the input at this gain",
     )
     p.add_argument(
         "--echo-delay-ms",
@@ -203,8 +203,8 @@ def silence_ms(turn_detector: str) -> int:
 
 
 def from_args(args: argparse.Namespace) -> EdgeSettings:
-    if args.echo_db is not None and args.input is None:
-        parser().error("--echo-db simulates a room in file mode: give --input too")
+    if args.echo_db is not None and (args.input is None or args.output is None):
+        parser().error("--echo-db simulates a room in file mode: give --input and --output too")
     if args.echo_delay_ms < MIN_FILE_ECHO_DELAY_MS:
         parser().error(f"--echo-delay-ms must be at least {MIN_FILE_ECHO_DELAY_MS}")
     return EdgeSettings(

@@ -167,12 +167,12 @@ def report(loads: list[Load], secure: bool) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     counts = [load.conversations for load in loads]
-    for stage in ("voice-to-voice", "stt final", "llm first token", "tts first audio"):
+    for stage, color in zip(
+        ("voice-to-voice", "stt final", "llm first token", "tts first audio"), "bgmr", strict=True
+    ):
         for q, style in ((50, "-o"), (95, "--")):
             values = [np.percentile(load.stages_ms.get(stage, [np.nan]), q) for load in loads]
-            left.plot(
-                counts, values, style, label=f"{stage} p{q}" if q == 50 or stage == "voice-to-voice" else None
-            )
+            left.plot(counts, values, style, color=color, label=f"{stage} p{q}")
     left.set_xlabel("simultaneous conversations")
     left.set_ylabel("ms")
     left.set_xticks(counts)

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from services.stt.config import DEFAULT_END_OF_TURN_THRESHOLD, DEFAULT_TURN_SILENCE_MS
-from services.stt.turn import TurnDetector, bundled_model_path
+from services.stt.turn import TurnDetector
 from tests.speech import Recording
 from tests.turns import cut, sentences, whole
 
-pytestmark = pytest.mark.skipif(bundled_model_path() is None, reason="pipecat-ai (the model file) missing")
 # What the service hands the model: the speech, then the silence that triggers the decision.
 PAUSE = np.zeros(DEFAULT_TURN_SILENCE_MS * 16, dtype=np.float32)
 

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
 
 from services.stt.config import SttSettings
-from services.stt.turn import bundled_model_path
 from tests.servers import stt_stub
 from tests.speech import english, wer
 from tests.stt_client import silence, stream
 from tests.turns import cut, sentences, to_pcm, whole
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
-pytestmark = pytest.mark.skipif(bundled_model_path() is None, reason="pipecat-ai (the model file) missing")
 TURNS = stt_pb2.RecognitionConfig(sample_rate_hz=16000, enable_turn_detection=True)
+CONFIG_PLAIN = stt_pb2.RecognitionConfig(sample_rate_hz=16000)
 DECISIONS = (stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN, stt_pb2.SPEECH_EVENT_TYPE_TURN_INCOMPLETE)
+
+
+async def _refused(
+    stub: stt_pb2_grpc.SttServiceStub, config: stt_pb2.RecognitionConfig
+) -> grpc.aio.AioRpcError:
+    """The error a stream gets for ``config`` (sent alone: audio after a refusal races the abort)."""
+
+    async def requests() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
+        yield stt_pb2.StreamingRecognizeRequest(config=config)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in stub.StreamingRecognize(requests()):
+            pass
+    return err.value
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +102,16 @@ async def test_a_threshold_of_one_is_invalid_argument(stub: stt_pb2_grpc.SttServ
     config = stt_pb2.RecognitionConfig(
         sample_rate_hz=16000, enable_turn_detection=True, end_of_turn_threshold=1
     )
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stream(stub, config, [])  # the config alone: a write after the refusal would race it
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "end_of_turn_threshold" in (err.value.details() or "")
+    err = await _refused(stub, config)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "end_of_turn_threshold" in (err.details() or "")
+
+
+async def test_without_the_model_turn_detection_is_failed_precondition(tmp_path: Path) -> None:
+    async with stt_stub(SttSettings(turn_model=str(tmp_path / "missing.onnx"))) as stub:
+        assert not (await stub.GetInfo(stt_pb2.GetInfoRequest())).supports_turn_detection
+        err = await _refused(stub, TURNS)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "pipecat-ai" in (err.details() or "")
+        # Streams that do not ask for it are served as before.
+        assert (await stream(stub, CONFIG_PLAIN, [sentences()[0].pcm()])).finals

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_client.config import from_args, parser
 from edge_client.echo import CONVERGING_BARGE_IN_MS, EchoCanceller
 from edge_client.room import RATE_HZ, Room
 from tests.speech import english
@@ -99,3 +100,26 @@ def test_the_delay_hint_follows_the_device_latencies() -> None:
 def test_frames_must_be_whole_10_ms() -> None:
     with pytest.raises(ValueError, match="10 ms"):
         EchoCanceller().clean(bytes(500))
+
+
+def test_the_flags_turn_the_canceller_and_the_room_on_and_off(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = from_args(parser().parse_args([]))
+    assert settings.aec and settings.echo_db is None
+    args = [
+        "--aec",
+        "off",
+        "--input",
+        "in.wav",
+        "--output",
+        "out.wav",
+        "--echo-db",
+        "-6",
+        "--echo-delay-ms",
+        "120",
+    ]
+    settings = from_args(parser().parse_args(args))
+    assert (settings.aec, settings.echo_db, settings.echo_delay_ms) == (False, -6.0, 120)
+    for wrong in (["--input", "in.wav", "--echo-db", "-6"], [*args, "--echo-delay-ms", "20"]):
+        with pytest.raises(SystemExit):
+            from_args(parser().parse_args(wrong))
+    assert "--echo-db" in capsys.readouterr().err
