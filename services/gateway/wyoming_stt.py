@@ -13,6 +13,7 @@ from wyoming.event import Event
 from wyoming.info import Describe
 from wyoming.server import AsyncEventHandler
 
+from services.gateway.calls import WrittenCall
 from services.gateway.channels import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import wyoming_error
@@ -109,7 +110,7 @@ class SttEventHandler(AsyncEventHandler):
         await self._close_stream()
 
 
-class _Recognition:
+class _Recognition(WrittenCall):
     """One StreamingRecognize call: audio in, finals out (as transcript chunks when streaming)."""
 
     def __init__(self, backends: Backends, config: stt_pb2.RecognitionConfig, streaming: bool, send: Send):
@@ -137,18 +138,6 @@ class _Recognition:
         await self._call.done_writing()
         await self._reader
         return self._finals
-
-    def cancel(self) -> None:
-        self._call.cancel()
-        self._reader.cancel()
-
-    async def _safe_write(self, request: Request) -> None:
-        try:
-            await self._call.write(request)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            # The call has ended; its status, with the service's message, is what the reader saw.
-            await self._reader
-            raise
 
     async def _read(self) -> None:
         async for response in self._call:

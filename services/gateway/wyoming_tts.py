@@ -20,6 +20,7 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
+from services.gateway.calls import WrittenCall
 from services.gateway.channels import Backends
 from services.gateway.errors import BadRequest, wyoming_error
 from services.gateway.wyoming_info import tts_info
@@ -110,7 +111,7 @@ class TtsEventHandler(AsyncEventHandler):
         await self._close_stream()
 
 
-class _Synthesis:
+class _Synthesis(WrittenCall):
     """One StreamingSynthesize call; its audio goes to the client as it comes."""
 
     def __init__(self, backends: Backends, config: tts_pb2.SynthesisConfig, send: Send) -> None:
@@ -133,18 +134,6 @@ class _Synthesis:
         await self._call.done_writing()
         await self._reader
         await self._send(AudioStop().event())
-
-    def cancel(self) -> None:
-        self._call.cancel()
-        self._reader.cancel()
-
-    async def _safe_write(self, request: Request) -> None:
-        try:
-            await self._call.write(request)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            # The call has ended; the reader holds its status and the service's message.
-            await self._reader
-            raise
 
     async def _read(self) -> None:
         async for response in self._call:
