@@ -450,6 +450,8 @@ class Conversation:
         rest = bytes(turn.audio[turn.played * 2 :])
         if rest:
             self._write(turn, rest)
+            if turn.synthesized.is_set():
+                self.speaker.flush_pending()  # all of the reply is written: let its last samples out
         else:
             self._set_state(State.THINKING)
 
