@@ -7,8 +7,11 @@ belongs to a reply started after it. A clip with no such reply is a failure: cou
 dropped. A clip is cut off when the agent answered before the user was done: it split the
 utterance into two or more turns, or a reply was audible before the true end of speech.
 
-Rows: ``smart`` (the end-of-turn model, the default detector), ``silence`` (--silence-ms, 600),
-``smart-file`` (smart, recorded without the jitter buffer, to show what it adds) and
+Rows: ``smart`` (the end-of-turn model), ``silence`` (the default detector, --silence-ms 600),
+``smart-file`` (smart, recorded without the jitter buffer, to show what it adds),
+``original`` (the original design's client settings, webrtcvad 3 and 810 ms of silence,
+streaming; start the stack as ``STT_MODEL=base STT_BEAM_SIZE=1 docker compose up -d --wait``
+for its speech model, with the embedded LLM and Piper standing in for Cerebras and Coqui) and
 ``sequential`` (the original design: wait 810 ms, then the whole transcription, the whole
 reply, the whole synthesis, on the same services). Sets: ``dev`` (read sentences as
 recorded), ``paused`` (the same with 400-900 ms pauses mid-sentence), ``short`` (card names:
@@ -43,7 +46,12 @@ LEAD_S, TAIL_S = 0.5, 3.0
 SEQUENTIAL_WAIT_MS = 810
 _SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
 _FRAME_MS = 30  # the report's times and the recorded output agree to within a frame
-ROWS = ("smart", "silence", "smart-file", "sequential")
+ROWS = ("smart", "silence", "smart-file", "original", "sequential")
+_DETECTOR = {
+    "smart": ["--turn-detector", "smart"],
+    "smart-file": ["--turn-detector", "smart"],
+    "original": ["--turn-detector", "silence", "--silence-ms", "810", "--vad-aggressiveness", "3"],
+}
 SETS = ("paused", "short", "dev")
 
 
@@ -62,7 +70,7 @@ def true_end_ms(pcm: bytes) -> float:
 
 def edge_args(row: str, silence_ms: int, max_tokens: int) -> list[str]:
     module = "edge_client" if row == "smart-file" else "bench.e2e.speaker"
-    detector = ["--turn-detector", "silence", "--silence-ms", str(silence_ms)] if row == "silence" else []
+    detector = _DETECTOR.get(row, ["--turn-detector", "silence", "--silence-ms", str(silence_ms)])
     return [sys.executable, "-m", module, *detector, "--max-tokens", str(max_tokens)]
 
 
