@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -15,13 +16,32 @@ from voice.tts.v1 import tts_pb2_grpc
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """The one place a channel is made, so credentials can be added here."""
+def open_channel(address: str, settings: GatewaySettings | None = None) -> grpc.aio.Channel:
+    """The one place a channel is made: plaintext, or TLS with the services' CA and a token."""
     options = [
         ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
     ]
-    return grpc.aio.insecure_channel(address, options=options)
+    credentials = _credentials(settings) if settings is not None else None
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
+def _credentials(settings: GatewaySettings) -> grpc.ChannelCredentials | None:
+    token = settings.token.get_secret_value()
+    if settings.token_file:
+        token = Path(settings.token_file).read_text().strip()
+    if not settings.tls_ca:
+        if token:
+            raise ValueError("an access token is sent over TLS only: set GATEWAY_TLS_CA as well")
+        return None
+    credentials = grpc.ssl_channel_credentials(root_certificates=Path(settings.tls_ca).read_bytes())
+    if token:
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token)
+        )
+    return credentials
 
 
 @dataclass(frozen=True)
@@ -35,7 +55,8 @@ class Backends:
     @staticmethod
     def connect(settings: GatewaySettings) -> Backends:
         stt, llm, tts = (
-            open_channel(a) for a in (settings.stt_address, settings.llm_address, settings.tts_address)
+            open_channel(a, settings)
+            for a in (settings.stt_address, settings.llm_address, settings.tts_address)
         )
         return Backends(
             stt=stt_pb2_grpc.SttServiceStub(stt),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HTTP_PORT = 8000
@@ -40,3 +40,8 @@ class GatewaySettings(BaseSettings):
     transcript_streaming: bool = True
     info_timeout_s: float = DEFAULT_INFO_TIMEOUT_S
     log_level: str = "info"
+    # Where the services speak TLS: the CA that signed their certificates (PEM file).
+    tls_ca: str = ""
+    # Where they want an access token: the token, or a file holding it (needs TLS).
+    token: SecretStr = SecretStr("")
+    token_file: str = ""

@@ -12,10 +12,13 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import SecretStr
 
 from edge_client.channels import Security, check, open_channel, problem
 from services.common.errors import ConfigError
 from services.common.tls import server_credentials
+from services.gateway.channels import Backends
+from services.gateway.config import GatewaySettings
 from services.stt.config import SttSettings
 from tests.edge import silence, write_wav
 from tests.secure import TOKEN_A, TOKENS, make_certs, stt_server
@@ -165,3 +168,23 @@ async def test_voice_agent_without_tls_is_told_to_add_it(certs: Path, tmp_path: 
         assert f"the stt service at {address} refused the call: this service needs an access token" in (
             tokenless.stderr
         )
+
+
+async def test_the_gateway_reaches_services_that_want_tls_and_a_token(certs: Path) -> None:
+    async with stt_server(**_tls(certs, tokens=TOKENS)) as server:
+        address = f"localhost:{server.port}"
+        plain = Backends.connect(GatewaySettings(stt_address=address))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await plain.stt.GetInfo(stt_pb2.GetInfoRequest(), timeout=5)
+        await plain.close()
+        (certs / "gateway-token").write_text(TOKEN_A + "\n")
+        settings = GatewaySettings(
+            stt_address=address, tls_ca=str(certs / "ca.crt"), token_file=str(certs / "gateway-token")
+        )
+        secure = Backends.connect(settings)
+        try:
+            assert (await secure.stt.GetInfo(stt_pb2.GetInfoRequest(), timeout=5)).model == "fixed"
+        finally:
+            await secure.close()
+    with pytest.raises(ValueError, match="TLS"):
+        Backends.connect(GatewaySettings(stt_address=address, token=SecretStr(TOKEN_A)))
