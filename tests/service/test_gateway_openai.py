@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from services.gateway.server import running_gateway
+from services.tts.audio import to_wav
 from tests.gateway_stack import NOWHERE, Stack, gateway_settings, gateway_stack
 from tests.speech import corpus_wer, english, wer
 
@@ -28,16 +29,6 @@ async def client(stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
     base_url = f"http://127.0.0.1:{stack.ports.http}/v1"
     async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
         yield client
-
-
-def wav_bytes(pcm: bytes, rate: int = 16000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    return out.getvalue()
 
 
 async def test_transcriptions_match_the_references(client: openai.AsyncOpenAI) -> None:
@@ -84,7 +75,7 @@ async def test_speech_streams_wav_that_transcribes_back(client: openai.AsyncOpen
     with wave.open(io.BytesIO(data)) as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
     assert rate == 22050 and len(pcm) / 2 / rate > 1.5
-    heard = await client.audio.transcriptions.create(model="whisper-1", file=("s.wav", wav_bytes(pcm, rate)))
+    heard = await client.audio.transcriptions.create(model="whisper-1", file=("s.wav", to_wav(pcm, rate)))
     assert wer(SENTENCE, heard.text) <= 0.2, heard.text
 
 
