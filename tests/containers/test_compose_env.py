@@ -34,6 +34,7 @@ def unusual(llm_model_path: str, tts_voice: str, turn_model: str) -> dict[str, s
         "STT_DEVICE": "cpu",
         "STT_COMPUTE_TYPE": "int8",
         "STT_BEAM_SIZE": "1",
+        "STT_ENCODER_PADDING_S": "12",
         "STT_WORKERS": "2",
         "STT_CPU_THREADS": "2",
         "STT_MAX_STREAM_S": str(MAX_STREAM_S),

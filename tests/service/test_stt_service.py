@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import soxr
 from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
 
 from services.common.audio import pcm16_to_float
 from services.stt.config import SttSettings
+from services.stt.engines.faster_whisper import FasterWhisperEngine
 from services.stt.models import tiny_en_path
 from tests.servers import stt_stub
 from tests.speech import corpus_wer, english, normalize, wer
@@ -252,3 +254,31 @@ async def test_get_info(stub: stt_pb2_grpc.SttServiceStub) -> None:
     info = await stub.GetInfo(stt_pb2.GetInfoRequest())
     assert (info.model, list(info.languages), info.multilingual) == ("tiny.en", ["en"], False)
     assert (info.min_sample_rate_hz, info.max_sample_rate_hz, info.compute_type) == (8000, 48000, "int8")
+
+
+@pytest.fixture(scope="module")
+def engine() -> FasterWhisperEngine:
+    engine = FasterWhisperEngine(SttSettings())
+    engine.load()
+    return engine
+
+
+def test_the_encoder_sees_the_speech_and_ten_seconds_after_it(engine: FasterWhisperEngine) -> None:
+    model = engine._model
+    assert model is not None
+    audio = pcm16_to_float(english()[0].pcm())
+    features = model.feature_extractor(audio)
+    # A 30 s window, as faster-whisper pads it; the encoder halves the frame count.
+    encoded = model.encode(pad_or_trim(features))
+    spoken = features.shape[-1]
+    assert encoded.shape[1] == (spoken + 1000 + 1) // 2 < 1500
+
+
+def test_a_decode_that_repeats_itself_is_redone_on_the_whole_window() -> None:
+    # No padding at all makes the decoder lose the end of the audio and loop on these cards.
+    engine = FasterWhisperEngine(SttSettings(encoder_padding_s=0))
+    engine.load()
+    for rec in english():
+        text = engine.transcribe(pcm16_to_float(rec.pcm()), "en", False, 5).text
+        words = normalize(text).split()
+        assert len(words) <= len(rec.text.split()) + 2, (rec.id, text)

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from edge_client.clients import SttLink
-from edge_client.config import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS
+from edge_client.config import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS, from_args, parser
 from edge_client.conversation import Turn, _Piece
 from edge_client.files import WavInput, WavOutput
 from edge_client.vad import FRAME_MS, Edge, Endpointer
@@ -137,3 +138,11 @@ def test_a_pause_inside_the_turn_resumes_and_the_turn_ends_once() -> None:
     resumed = [ms for e, ms in edges if e is Edge.RESUME and gap_ms < ms < gap_ms + 700]
     paused = [ms for e, ms in edges if e is Edge.PAUSE and gap_ms - 700 < ms < gap_ms + 400]
     assert resumed and paused, edges
+
+
+def test_a_held_reply_and_the_end_of_turn_model_are_refused_together(capsys: Any) -> None:
+    assert from_args(parser().parse_args(["--pause-ms", "200"])).pause_ms == 200
+    assert from_args(parser().parse_args(["--turn-detector", "smart"])).turn_detector == "smart"
+    with pytest.raises(SystemExit):
+        from_args(parser().parse_args(["--turn-detector", "smart", "--pause-ms", "200"]))
+    assert "--pause-ms works with --turn-detector silence only" in capsys.readouterr().err
