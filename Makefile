@@ -91,7 +91,7 @@ run: system-deps venv images
 # The original design's models (see original.env): Whisper base, Cerebras llama3.1-8b, Coqui tacotron2-DDC.
 run-original: system-deps venv images images-coqui
 	docker compose --env-file original.env up -d --wait
-	$(VENV)/bin/voice-agent --vad-aggressiveness 3 --silence-ms 810 --max-tokens 200
+	$(VENV)/bin/voice-agent --vad-aggressiveness 3 --silence-ms 810 --pause-ms 0 --max-tokens 200
 
 up: images
 	docker compose up -d --wait

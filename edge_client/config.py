@@ -25,11 +25,12 @@ TURN_DETECTORS = ("smart", "silence")
 DEFAULT_TURN_DETECTOR = "silence"
 # The silence that ends a turn the model judged incomplete (with "smart").
 DEFAULT_FALLBACK_SILENCE_MS = 1600
-# A pause this long finalises the utterance and starts a reply, held until the
-# silence reaches silence_ms (and withdrawn if the user goes on). Off by default:
-# on a 2-core CPU the prepared reply is rarely ready sooner (see bench/e2e), and
-# pauses inside sentences cost work; with fast services set it to about 200.
-DEFAULT_PAUSE_MS = 0
+# With "silence", a pause this long finalises the utterance and starts a reply, held
+# until the silence reaches silence_ms (and withdrawn if the user goes on). On 2 cores
+# it took the dev clips' p50 from 1060 to 825 ms (bench/e2e's held row); a pause inside
+# a sentence costs a withdrawn reply's work. Not with "smart": the end of utterance at
+# the pause would come before the model judged the whole turn.
+DEFAULT_PAUSE_MS = 200
 DEFAULT_VAD_AGGRESSIVENESS = 2
 # Voiced audio that starts an utterance: webrtcvad holds a click voiced for 4 frames (120 ms).
 DEFAULT_MIN_SPEECH_MS = 150
@@ -61,7 +62,8 @@ class EdgeSettings:
     # 0: the turn detector's default (``silence_ms()``).
     silence_ms: int = 0
     turn_detector: str = DEFAULT_TURN_DETECTOR
-    pause_ms: int = DEFAULT_PAUSE_MS
+    # None: the turn detector's default (``pause_ms()``); 0: off.
+    pause_ms: int | None = None
     min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
     pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
     barge_in_ms: int = DEFAULT_BARGE_IN_MS
@@ -125,8 +127,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pause-ms",
         type=int,
-        default=DEFAULT_PAUSE_MS,
-        help="pause after which a reply is prepared, played only if the silence lasts (0: off)",
+        help=f"pause after which a reply is prepared, played only if the silence lasts "
+        f"({DEFAULT_PAUSE_MS} with --turn-detector silence; 0: off; not with smart)",
     )
     p.add_argument(
         "--barge-in-ms",
@@ -200,6 +202,11 @@ def parser() -> argparse.ArgumentParser:
 def silence_ms(turn_detector: str) -> int:
     """The default silence that ends a turn with ``turn_detector``."""
     return DEFAULT_FALLBACK_SILENCE_MS if turn_detector == "smart" else DEFAULT_SILENCE_MS
+
+
+def pause_ms(turn_detector: str) -> int:
+    """The default pause that prepares a held reply with ``turn_detector`` (0: none)."""
+    return 0 if turn_detector == "smart" else DEFAULT_PAUSE_MS
 
 
 def from_args(args: argparse.Namespace) -> EdgeSettings:

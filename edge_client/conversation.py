@@ -32,7 +32,7 @@ from enum import Enum
 from typing import IO, Protocol
 
 from edge_client.clients import Final, LlmLink, SttLink, TtsLink
-from edge_client.config import MAX_BUFFERED_AUDIO_S, EdgeSettings, silence_ms
+from edge_client.config import MAX_BUFFERED_AUDIO_S, EdgeSettings, pause_ms, silence_ms
 from edge_client.vad import FRAME_MS, Edge, Endpointer
 from voice.stt.v1 import stt_pb2
 from voice.tts.v1 import tts_pb2
@@ -162,7 +162,7 @@ class Conversation:
             settings.vad_aggressiveness,
             settings.min_speech_ms,
             settings.silence_ms or silence_ms(settings.turn_detector),
-            settings.pause_ms,
+            pause_ms(settings.turn_detector) if settings.pause_ms is None else settings.pause_ms,
         )
         self.stt = SttLink(
             settings.stt,
@@ -183,6 +183,7 @@ class Conversation:
         self._turn_ids = itertools.count(1)
         self._written = 0  # speaker samples written (in the speaker's played coordinates)
         self._frames = 0
+        self._turn_over_frame = 0  # the frame at which the user's turn was last judged over
         self._speech_start = 0.0
         self._turn_start = 0.0
         self._last_frame_at = time.monotonic()
@@ -247,7 +248,9 @@ class Conversation:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
         turn = self._turn
         if turn is not None and self.settings.duplex == "full" and not (turn.tentative or turn.interrupted):
-            if not turn.paused and self._endpointer.barges_in(self.barge_in_ms(self.settings.barge_in_ms)):
+            listened_ms = (self._frames - self._turn_over_frame) * FRAME_MS
+            barge_in_ms = self.barge_in_ms(self.settings.barge_in_ms)
+            if not turn.paused and self._endpointer.barges_in(barge_in_ms, listened_ms):
                 self._pause(turn)
             elif turn.paused and self._no_words_came(turn):
                 self._resume(turn)  # a cough, a door, a chair
@@ -289,6 +292,7 @@ class Conversation:
                 return
         self._last.ended = True  # END: the silence lasted, or the end-of-turn model said so
         self._last.ended_at = self.now_ms()
+        self._turn_over_frame = self._frames  # the user's voice before this is no barge-in
         if self._turn is not None and self._turn.tentative:
             self._release(self._turn)
         elif self._turn is None:

@@ -94,9 +94,14 @@ class Endpointer:
         frames = min(len(self._history), max(1, window_ms // FRAME_MS))
         return sum(itertools.islice(reversed(self._history), frames)) * FRAME_MS
 
-    def barges_in(self, barge_in_ms: int) -> bool:
-        """The barge-in rule: ``barge_in_ms`` of voiced audio within twice that time."""
-        return self.voiced_ms(2 * barge_in_ms) >= barge_in_ms
+    def barges_in(self, barge_in_ms: int, listened_ms: int | None = None) -> bool:
+        """The barge-in rule: ``barge_in_ms`` of voiced audio within twice that time.
+
+        Only the last ``listened_ms`` count (the time since the user's turn ended): the end
+        of the user's own turn is no barge-in, however long the window.
+        """
+        window_ms = 2 * barge_in_ms if listened_ms is None else min(2 * barge_in_ms, listened_ms)
+        return window_ms > 0 and self.voiced_ms(window_ms) >= barge_in_ms
 
     def quiet_ms(self) -> int:
         """How long since the last voiced frame (since the first frame when none was voiced)."""

@@ -7,9 +7,9 @@ belongs to a reply started after it. A clip with no such reply is a failure: cou
 dropped. A clip is cut off when the agent answered before the user was done: it split the
 utterance into two or more turns, or a reply was audible before the true end of speech.
 
-Rows: ``smart`` (the end-of-turn model), ``silence`` (the default detector, --silence-ms 600),
-``held`` (silence with --pause-ms 200: the reply is prepared from a 200 ms pause on and played
-once the silence reaches 600 ms),
+Rows: ``smart`` (the end-of-turn model), ``silence`` (the default: --silence-ms 600, and the
+reply prepared from a 200 ms pause on, played once the silence reaches 600 ms), ``unheld``
+(silence with --pause-ms 0: the reply is started only at 600 ms),
 ``smart-file`` (smart, recorded without the jitter buffer, to show what it adds),
 ``original`` (the original design's client settings, webrtcvad 3 and 810 ms of silence,
 streaming; start the stack as ``STT_MODEL=base STT_BEAM_SIZE=1 docker compose up -d --wait``
@@ -48,12 +48,21 @@ LEAD_S, TAIL_S = 0.5, 3.0
 SEQUENTIAL_WAIT_MS = 810
 _SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
 _FRAME_MS = 30  # the report's times and the recorded output agree to within a frame
-ROWS = ("smart", "silence", "held", "smart-file", "original", "sequential")
+ROWS = ("smart", "silence", "unheld", "smart-file", "original", "sequential")
 _DETECTOR = {
-    "held": ["--turn-detector", "silence", "--silence-ms", "600", "--pause-ms", "200"],
+    "unheld": ["--turn-detector", "silence", "--silence-ms", "600", "--pause-ms", "0"],
     "smart": ["--turn-detector", "smart"],
     "smart-file": ["--turn-detector", "smart"],
-    "original": ["--turn-detector", "silence", "--silence-ms", "810", "--vad-aggressiveness", "3"],
+    "original": [
+        "--turn-detector",
+        "silence",
+        "--silence-ms",
+        "810",
+        "--vad-aggressiveness",
+        "3",
+        "--pause-ms",
+        "0",
+    ],
 }
 SETS = ("paused", "short", "dev")
 

@@ -165,6 +165,8 @@ async def test_the_end_of_turn_model_ends_a_whole_sentence_at_once(stack: None, 
     assert isinstance(t, dict)
     assert t["end_of_turn"] - t["speech_end"] < DEFAULT_SILENCE_MS, t
     assert wer(rec.text, str(session.turns[0]["user_text"])) <= MAX_CLIP_WER
+    # The reply starts within 600 ms of the user's last words; they are no barge-in.
+    assert "barge_in" not in t and "resumed" not in t, t
 
 
 async def test_a_pause_before_the_last_words_does_not_end_the_turn(stack: None, tmp_path: Path) -> None:

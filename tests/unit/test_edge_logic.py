@@ -127,6 +127,19 @@ def test_a_cough_is_not_voiced_long_enough_to_barge_in() -> None:
     assert endpointer.barges_in(DEFAULT_BARGE_IN_MS)
 
 
+def test_the_end_of_the_users_own_turn_is_no_barge_in() -> None:
+    """The canceller, converging, asks for 1 s of voice: its 2 s window must not reach into the turn."""
+    endpointer = Endpointer(2, DEFAULT_MIN_SPEECH_MS, silence_ms=600)
+    edges = [x.edge for f in _frames(english()[0].pcm() + silence(0.7)) if (x := endpointer.push(f))]
+    assert edges[-1] is Edge.END
+    longer = DEFAULT_BARGE_IN_MS + 700
+    assert endpointer.barges_in(longer)  # the user's own words, before the 600 ms of silence
+    assert not endpointer.barges_in(longer, listened_ms=FRAME_MS)
+    for frame in _frames(english()[1].pcm()[: 16000 * 2]):
+        endpointer.push(frame)
+    assert endpointer.barges_in(longer, listened_ms=700 + 2000)
+
+
 def test_a_pause_inside_the_turn_resumes_and_the_turn_ends_once() -> None:
     first, second = english()[5], english()[6]
     endpointer = Endpointer(2, DEFAULT_MIN_SPEECH_MS, silence_ms=600, pause_ms=200)
