@@ -184,6 +184,7 @@ class Conversation:
         self._written = 0  # speaker samples written (in the speaker's played coordinates)
         self._frames = 0
         self._turn_over_frame = 0  # the frame at which the user's turn was last judged over
+        self._skipped_pause = False  # the last pause came while a reply was playing: not acted on
         self._speech_start = 0.0
         self._turn_start = 0.0
         self._last_frame_at = time.monotonic()
@@ -274,7 +275,15 @@ class Conversation:
             if self._turn is None:
                 self._set_state(State.HEARING)
             return
+        if edge is Edge.PAUSE and self._turn is not None and not self._turn.tentative:
+            # Speech over a reply: no reply is held for it, and it is transcribed whole at its
+            # end (its first words may be half cut with the echo; Whisper needs what follows).
+            self._skipped_pause = True
+            return
         if edge is Edge.RESUME:
+            if self._skipped_pause:
+                self._skipped_pause = False
+                return
             self._speech_start = at_ms
             if self._last is not None:
                 self._last.continued = True
@@ -290,6 +299,7 @@ class Conversation:
             self.stt.end_utterance()
             if edge is Edge.PAUSE:
                 return
+        self._skipped_pause = False
         self._last.ended = True  # END: the silence lasted, or the end-of-turn model said so
         self._last.ended_at = self.now_ms()
         self._turn_over_frame = self._frames  # the user's voice before this is no barge-in
