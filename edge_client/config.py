@@ -27,9 +27,9 @@ DEFAULT_TURN_DETECTOR = "silence"
 DEFAULT_FALLBACK_SILENCE_MS = 1600
 # With "silence", a pause this long finalises the utterance and starts a reply, held
 # until the silence reaches silence_ms (and withdrawn if the user goes on). On 2 cores
-# it took the dev clips' p50 from 1060 to 825 ms (bench/e2e's held row); a pause inside
-# a sentence costs a withdrawn reply's work. Not with "smart": the end of utterance at
-# the pause would come before the model judged the whole turn.
+# it took the dev and short clips' p50 from 1060 to 825 ms (bench/e2e's unheld and
+# silence rows); a pause inside a sentence costs a withdrawn reply's work. Not with
+# "smart": the end of utterance at the pause would come before the model judged the turn.
 DEFAULT_PAUSE_MS = 200
 DEFAULT_VAD_AGGRESSIVENESS = 2
 # Voiced audio that starts an utterance: webrtcvad holds a click voiced for 4 frames (120 ms).
