@@ -6,6 +6,8 @@ ad-hoc codes. Each message should tell a person what to change.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -63,6 +65,25 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the service log"
 
 
+async def drain(requests: Any, limit_s: float = 1.0) -> None:
+    """Read a failing stream's requests for a moment before ending it.
+
+    grpc.aio clients report INTERNAL ("Failed execute_batch") instead of the
+    server's status when a write of theirs fails because the call just ended;
+    a client that is done writing by then sees the real status. A reader that
+    is still busy with ``requests`` (RuntimeError) is left alone.
+    """
+
+    async def read_all() -> None:
+        async for _ in requests:
+            pass
+
+    if not hasattr(requests, "__aiter__"):
+        return  # a server-streaming call: the client sent its one request
+    with contextlib.suppress(asyncio.TimeoutError, RuntimeError):
+        await asyncio.wait_for(read_all(), limit_s)
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -97,9 +118,11 @@ def stream_errors(
             async for response in method(self, request, context):
                 yield response
         except VoiceError as exc:
+            await drain(request)
             await context.abort(*status_of(exc))
         except Exception as exc:
             log.exception("unexpected error in %s", method.__name__)
+            await drain(request)
             await context.abort(*status_of(exc))
 
     return wrapper

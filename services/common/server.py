@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -17,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common.auth import Tokens, Verdict
 from services.common.config import ServerSettings
-from services.common.errors import ConfigError
+from services.common.errors import ConfigError, drain
 from services.common.limits import Activity, ClientLimits, StreamIdle, until_idle
 from services.common.logs import redact
 from services.common.metrics import ACTIVE_STREAMS, REFUSED, REJECTED, RPCS, serve_metrics
@@ -87,7 +86,7 @@ class _Gate(grpc.aio.ServerInterceptor):
             async def run_streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if (reason := gate.refusal(method, True, verdict)) is not None:
                     if handler.request_streaming:
-                        await _drain(request)
+                        await drain(request)
                     await context.abort(*reason)
                 gate.active_streams += 1
                 ACTIVE_STREAMS.labels(method).inc()
@@ -145,22 +144,6 @@ def _refused(method: str, reason: str, client: str | None = None) -> None:
     REFUSED.labels(method, reason).inc()
     # The client's name from the token file, never the token.
     log.info("refused", extra={"method": method, "reason": reason, "client": client})
-
-
-async def _drain(requests: Any, limit_s: float = 1.0) -> None:
-    """Read a refused stream's requests for a moment before ending it.
-
-    grpc.aio clients report INTERNAL ("Failed execute_batch") instead of the
-    server's status when a write of theirs fails because the call just ended;
-    a client that is done writing by then sees the real status.
-    """
-
-    async def read_all() -> None:
-        async for _ in requests:
-            pass
-
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(read_all(), limit_s)
 
 
 class VoiceServer:

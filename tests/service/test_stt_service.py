@@ -204,6 +204,16 @@ async def test_bad_input_is_invalid_argument(
     assert needle in (err.value.details() or "")
 
 
+async def test_a_client_still_writing_gets_the_status_not_internal(stub: stt_pb2_grpc.SttServiceStub) -> None:
+    # A client that writes its audio right after a bad config used to see INTERNAL
+    # ("Failed execute_batch") from its own failed write, 36 times in 40.
+    config = stt_pb2.RecognitionConfig(sample_rate_hz=16000, language_code="de")
+    for _ in range(10):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stream(stub, config, [silence(3.0)])
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+
+
 async def test_a_second_config_is_invalid_argument(stub: stt_pb2_grpc.SttServiceStub) -> None:
     async def requests() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
         yield stt_pb2.StreamingRecognizeRequest(config=CONFIG)
