@@ -98,10 +98,13 @@ async def run(settings: EdgeSettings) -> int:
     if problems:
         return 2
 
-    echo = EchoCanceller() if settings.aec and settings.duplex == "full" and not settings.text else None
     room = None
     if settings.echo_db is not None and settings.input_file is not None and settings.output_file is not None:
         room = Room(settings.echo_db, settings.echo_delay_ms)
+    # A recorded input hears no speaker but the simulated room's; where nothing can echo, the
+    # canceller would only take out words the user says over the agent.
+    hears_speaker = not settings.text and (settings.input_file is None or room is not None)
+    echo = EchoCanceller() if settings.aec and settings.duplex == "full" and hears_speaker else None
     async with contextlib.AsyncExitStack() as stack:
         output: Output
         if settings.output_file is not None:

@@ -152,7 +152,8 @@ def parser() -> argparse.ArgumentParser:
         "--aec",
         choices=["on", "off"],
         default="on",
-        help="echo cancellation in full duplex, for open speakers (default on)",
+        help="echo cancellation in full duplex, for open speakers (default on; with --input only "
+        "with --echo-db, as a file hears no speaker; off suits a headset)",
     )
     p.add_argument(
         "--echo-db",

@@ -5,7 +5,8 @@ the jitter buffer a sound card plays from (``bench.e2e.speaker``). Latency is re
 files: from the true end of speech in the input to the first reply sample in the output that
 belongs to a reply started after it. A clip with no such reply is a failure: counted, not
 dropped. A clip is cut off when the agent answered before the user was done: it split the
-utterance into two or more turns, or a reply was audible before the true end of speech.
+utterance into two or more turns, or a reply was audible before the true end of speech. No
+room plays the reply back into the input, so the edge client runs no echo canceller.
 
 Rows: ``smart`` (the end-of-turn model), ``silence`` (the default: --silence-ms 600, and the
 reply prepared from a 200 ms pause on, played once the silence reaches 600 ms), ``unheld``

@@ -180,6 +180,18 @@ async def test_a_pause_before_the_last_words_does_not_end_the_turn(stack: None, 
     assert wer(rec.text, str(session.turns[0]["user_text"])) <= MAX_CLIP_WER, session.turns
 
 
+async def test_words_spoken_as_the_reply_starts_are_heard(stack: None, tmp_path: Path) -> None:
+    """A 900 ms pause mid-sentence: the reply starts, and the last words, spoken over it, are a turn."""
+    rec = sentences()[0]
+    head = cut(rec)
+    rest = pcm16_to_float(rec.pcm())[len(head) :]
+    pcm = silence(0.5) + to_pcm(head) + silence(0.9) + to_pcm(rest) + silence(2.5)
+    session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--max-tokens", "30")
+    said = " ".join(str(turn["user_text"]) for turn in session.turns)
+    assert len(session.turns) == 2 and wer(rec.text, said) <= MAX_CLIP_WER, session.turns
+    assert session.turns[0]["interrupted"] is True, session.turns
+
+
 def test_an_utterance_spoken_while_stt_restarts_is_not_lost(stack: None, tmp_path: Path) -> None:
     first, second = english()[5], english()[4]
     pcm = silence(0.3) + first.pcm() + silence(16.0) + second.pcm() + silence(1.0)
