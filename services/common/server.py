@@ -85,8 +85,7 @@ class _Gate(grpc.aio.ServerInterceptor):
 
             async def run_streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if (reason := gate.refusal(method, True, verdict)) is not None:
-                    if handler.request_streaming:
-                        await drain(request)
+                    await drain(request)
                     await context.abort(*reason)
                 gate.active_streams += 1
                 ACTIVE_STREAMS.labels(method).inc()
