@@ -20,9 +20,9 @@ import numpy as np
 from services.common.audio import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 from services.common.errors import InvalidArgument
 from services.common.metrics import STAGE_LATENCY
-from services.tts.audio import resample, split
+from services.tts.audio import resample, split, trim_silence
 from services.tts.engine import Engine, Samples, VoiceInfo, VoiceRequest
-from services.tts.text import Chunker, Piece
+from services.tts.text import LEAD_SILENCE_MS, Chunker, Piece, pause_after_ms
 
 MIN_SPEAKING_RATE = 0.5
 MAX_SPEAKING_RATE = 2.0
@@ -72,10 +72,12 @@ def resolve_options(
     )
 
 
-def render(engine: Engine, speech: str, options: StreamOptions) -> Samples:
-    """Blocking: one piece synthesized and resampled; run it in a worker thread."""
-    samples = engine.synthesize(speech, options.voice)
-    return resample(samples, options.native_sample_rate_hz, options.sample_rate_hz)
+def render(engine: Engine, piece: Piece, options: StreamOptions) -> Samples:
+    """Blocking: one piece synthesized, its silences trimmed, resampled; run it in a worker thread."""
+    samples = engine.synthesize(piece.speech, options.voice)
+    rate = options.native_sample_rate_hz
+    samples = trim_silence(samples, rate, LEAD_SILENCE_MS, pause_after_ms(piece.text))
+    return resample(samples, rate, options.sample_rate_hz)
 
 
 async def synthesize_text(
@@ -88,7 +90,7 @@ async def synthesize_text(
     total = 0
     pieces = await asyncio.to_thread(lambda: chunker.push(text) + chunker.flush())
     for piece in pieces:
-        parts.append(await loop.run_in_executor(executor, render, engine, piece.speech, options))
+        parts.append(await loop.run_in_executor(executor, render, engine, piece, options))
         total += len(parts[-1])
         if total > max_samples:
             limit_s = max_samples / options.sample_rate_hz
@@ -265,7 +267,7 @@ class SynthesisSession:
                     await self._taken.wait()
                 started = time.perf_counter()
                 samples = await loop.run_in_executor(
-                    self._executor, render, self._engine, item.piece.speech, self._options
+                    self._executor, render, self._engine, item.piece, self._options
                 )
                 STAGE_LATENCY.labels("tts", "synthesize").observe(time.perf_counter() - started)
                 if item.generation != self._generation:

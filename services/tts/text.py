@@ -23,6 +23,12 @@ MIN_CLAUSE_CHARS = (1, 20, 60)
 # Three words (~70 ms of Piper, ~0.8 s of speech) gave the first audio ~20 ms sooner than
 # five, and the next piece was still ready before the first had played.
 FIRST_PIECE_MAX_WORDS = 3
+# Silence kept before each piece, and after one that ends in a clause or between two words
+# (the first piece's cut): the voice ends every synthesis with a sentence's pause (~200 ms),
+# which between two words of one phrase is a stumble.
+LEAD_SILENCE_MS = 20
+CLAUSE_PAUSE_MS = 150
+WORD_GAP_MS = 30
 # Longer text with no boundary is cut at a space so no single synthesis runs long.
 MAX_PIECE_CHARS = 300
 FENCE = "```"
@@ -154,6 +160,14 @@ class Chunker:
             return []
         self._emitted += 1
         return [piece]
+
+
+def pause_after_ms(text: str) -> int | None:
+    """The silence to keep after a piece that ends ``text``; None: the voice's own (a sentence)."""
+    end = text.rstrip().rstrip("\"'”’)]*_~`")[-1:]
+    if not end or end in ".!?…":
+        return None
+    return CLAUSE_PAUSE_MS if end in ",;:-–—" else WORD_GAP_MS
 
 
 def to_piece(raw: str) -> Piece | None:

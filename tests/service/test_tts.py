@@ -219,6 +219,35 @@ async def test_stream_of_llm_fragments_is_spoken_and_starts_before_the_text_ends
     assert wer(reply, await transcribe(whisper, received.pcm, 16000)) <= 0.2
 
 
+def silences_ms(pcm: bytes, rate: int) -> tuple[int, list[int]]:
+    """The silence (10 ms windows under -40 dBFS) before the first sound, and each between sounds."""
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768
+    window = rate // 100
+    power = np.mean(audio[: len(audio) // window * window].reshape(-1, window) ** 2, axis=1)
+    loud = np.flatnonzero(power > 1e-4)
+    gaps = np.diff(loud) - 1
+    return int(loud[0]) * 10, [int(gap) * 10 for gap in gaps if gap > 0]
+
+
+async def test_a_reply_cut_between_two_words_is_spoken_without_a_stumble(
+    stub: tts_pb2_grpc.TtsServiceStub,
+) -> None:
+    """The first piece ends mid-phrase: no sentence's pause there, and little silence before the voice."""
+    reply = "I think that you should try to walk every day."
+    stream = Stream(stub, config(sample_rate_hz=16000))
+    reading = asyncio.create_task(stream.until_done())
+    for word in reply.split(" "):
+        stream.text(word + " ")
+        await asyncio.sleep(0.025)
+    stream.send(Request(flush=tts_pb2.Flush()))
+    received = await reading
+    stream.close()
+    assert [chunk.text for chunk in received.audio if chunk.text] == ["I think that", reply[13:]]
+    lead_ms, gaps_ms = silences_ms(received.pcm, 16000)
+    # The voice's own silences were ~40 ms before the first word and ~220 ms after "that".
+    assert lead_ms <= 30 and max(gaps_ms) < 120, (lead_ms, gaps_ms)
+
+
 async def test_flush_speaks_an_unfinished_sentence(stub: tts_pb2_grpc.TtsServiceStub) -> None:
     stream = Stream(stub, config())
     stream.text("Good morning to you")
