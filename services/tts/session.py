@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -181,6 +182,7 @@ class SynthesisSession:
         self._work: asyncio.Queue[_Piece | _Mark] = asyncio.Queue()
         self._out: asyncio.Queue[_Chunk | _Mark | BaseException] = asyncio.Queue()
         self._taken = asyncio.Event()
+        self._cancelled = asyncio.Event()  # a cancel came during the current synthesis
 
     async def run(self, commands: AsyncIterator[Command]) -> AsyncIterator[Event]:
         """Events for ``commands`` until they end and all their audio is out."""
@@ -240,6 +242,7 @@ class SynthesisSession:
 
     def _cancel(self) -> None:
         self._generation += 1
+        self._cancelled.set()
         self._chunker.clear()
         while not self._work.empty():
             self._work.get_nowait()
@@ -265,13 +268,26 @@ class SynthesisSession:
                 while self._out.qsize() >= MAX_CHUNKS_AHEAD:
                     self._taken.clear()
                     await self._taken.wait()
+                if item.generation != self._generation:
+                    continue  # cancelled while the listener caught up
                 started = time.perf_counter()
-                samples = await loop.run_in_executor(
+                self._cancelled.clear()
+                rendering = loop.run_in_executor(
                     self._executor, render, self._engine, item.piece, self._options
                 )
-                STAGE_LATENCY.labels("tts", "synthesize").observe(time.perf_counter() - started)
+                cancelled = asyncio.ensure_future(self._cancelled.wait())
+                waiters: list[asyncio.Future[Any]] = [rendering, cancelled]
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    cancelled.cancel()
                 if item.generation != self._generation:
+                    # Cancelled: the next turn's text goes to another worker at once; the
+                    # piece under way finishes in its thread, and nobody reads it.
+                    rendering.add_done_callback(lambda f: f.cancelled() or f.exception())
                     continue
+                samples = rendering.result()
+                STAGE_LATENCY.labels("tts", "synthesize").observe(time.perf_counter() - started)
                 for index, pcm in enumerate(split(samples, rate)):
                     text = item.piece.text if index == 0 else ""
                     self._out.put_nowait(_Chunk(pcm, text, item.generation, item.queued_at, item.turn_id))
