@@ -33,6 +33,8 @@ WORD_GAP_MS = 30
 MAX_PIECE_CHARS = 300
 FENCE = "```"
 
+# What may close a sentence or clause after its punctuation: quotes, brackets, Markdown emphasis.
+_CLOSERS = "\"'”’)]*_~`"
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]*_~`]*(?=\s)|\n")
 _CLAUSE_END = re.compile(r"(?:[,;:]|\s[-–—]|[–—])[\"'”’)\]*_~`]*(?=\s)")
 # Words whose final dot does not end a sentence.
@@ -54,7 +56,7 @@ class Piece:
 
 def _is_sentence_end(text: str, end: int) -> bool:
     """Whether the punctuation ending at ``end`` ends a sentence and not "Dr." or "1."."""
-    head = text[:end].rstrip("\"'”’)]*_~`")
+    head = text[:end].rstrip(_CLOSERS)
     if not head.endswith(".") or head.endswith(".."):
         return True
     if _LIST_MARKER.search(head):
@@ -164,7 +166,7 @@ class Chunker:
 
 def pause_after_ms(text: str) -> int | None:
     """The silence to keep after a piece that ends ``text``; None: the voice's own (a sentence)."""
-    end = text.rstrip().rstrip("\"'”’)]*_~`")[-1:]
+    end = text.rstrip().rstrip(_CLOSERS)[-1:]
     if not end or end in ".!?…":
         return None
     return CLAUSE_PAUSE_MS if end in ",;:-–—" else WORD_GAP_MS
