@@ -1,4 +1,5 @@
-"""The one place the edge client opens a channel: plaintext or TLS, with or without a token."""
+"""The edge client's channels (built in ``services.common.channels``, as the gateway's are) and
+the check that its security settings match what each service speaks."""
 
 from __future__ import annotations
 
@@ -6,46 +7,15 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 
-from services.common.tls import is_loopback
+from services.common import channels
+from services.common.channels import Security, problem
 
-
-@dataclass(frozen=True)
-class Security:
-    """How to reach the services: TLS (trusting ``ca``, else the system's roots), a client
-    certificate for mutual TLS, an access token."""
-
-    tls: bool = False
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    token: str = field(default="", repr=False)
-
+__all__ = ["Security", "check", "open_channel", "problem", "use"]
 
 _default = Security()
-
-
-def _host(address: str) -> str:
-    address = address.split("///", 1)[-1]  # dns:///host:port
-    if address.startswith("["):
-        return address[1 : address.find("]")]
-    return address.rpartition(":")[0] if address.count(":") == 1 else address
-
-
-def problem(security: Security, address: str) -> str | None:
-    """Why ``security`` cannot be used for ``address``, or None."""
-    if bool(security.cert) != bool(security.key):
-        return "mutual TLS needs both --cert and --key"
-    if security.token and not security.tls and not is_loopback(_host(address)):
-        return f"refusing to send the access token in plaintext to {address}: add --tls (and --ca)"
-    for path in (security.ca, security.cert, security.key):
-        if path is not None and not path.is_file():
-            return f"cannot read {path}"
-    return None
 
 
 def use(security: Security, addresses: Iterable[str]) -> list[str]:
@@ -55,31 +25,11 @@ def use(security: Security, addresses: Iterable[str]) -> list[str]:
     return [p for address in addresses if (p := problem(security, address)) is not None]
 
 
-def credentials(security: Security) -> grpc.ChannelCredentials:
-    if security.tls:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=security.ca.read_bytes() if security.ca else None,
-            private_key=security.key.read_bytes() if security.key else None,
-            certificate_chain=security.cert.read_bytes() if security.cert else None,
-        )
-    else:
-        # Plaintext that still carries call credentials; it only connects over loopback.
-        creds = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
-    if security.token:
-        creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(security.token))
-    return creds
-
-
 def open_channel(
     address: str, security: Security | None = None, options: Sequence[tuple[str, int | str]] = ()
 ) -> grpc.aio.Channel:
-    """A channel to ``address`` with ``security`` (default: what ``use`` set)."""
-    security = security or _default
-    if (reason := problem(security, address)) is not None:
-        raise ValueError(reason)
-    if not security.tls and not security.token:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.aio.secure_channel(address, credentials(security), options=options)
+    """A channel to ``address`` with ``security`` (default: what ``use`` set); ConfigError if it cannot be."""
+    return channels.open_channel(address, security or _default, options)
 
 
 # A cheap call that needs the token, per service.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -90,14 +91,19 @@ async def gateway_stack(*, llm: bool) -> AsyncIterator[Stack]:
         yield Stack(ports, stt_pb2_grpc.SttServiceStub(channel))
 
 
-def gateway_settings(stt_address: str, llm_address: str, tts_address: str) -> GatewaySettings:
-    """Settings for a gateway on 127.0.0.1 and free ports, whatever the environment says."""
+def gateway_settings(
+    stt_address: str, llm_address: str = NOWHERE, tts_address: str = NOWHERE, **more: Any
+) -> GatewaySettings:
+    """Settings for a gateway on 127.0.0.1 and free ports (and ``more``), whatever the environment says."""
     return GatewaySettings(
-        host="127.0.0.1",
-        http_port=0,
-        wyoming_stt_port=0,
-        wyoming_tts_port=0,
-        stt_address=stt_address,
-        llm_address=llm_address,
-        tts_address=tts_address,
+        **{
+            "host": "127.0.0.1",
+            "http_port": 0,
+            "wyoming_stt_port": 0,
+            "wyoming_tts_port": 0,
+            "stt_address": stt_address,
+            "llm_address": llm_address,
+            "tts_address": tts_address,
+            **more,
+        }
     )

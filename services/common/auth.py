@@ -43,16 +43,25 @@ class Tokens:
 
     @staticmethod
     def from_settings(settings: ServerSettings) -> Tokens:
-        lines = settings.tokens.get_secret_value().split(",")
-        source = settings.env_name("tokens")
-        if settings.tokens_file:
+        return Tokens.load(
+            settings.tokens.get_secret_value(),
+            settings.tokens_file,
+            settings.env_name("tokens"),
+            settings.env_name("tokens_file"),
+        )
+
+    @staticmethod
+    def load(inline: str, path: str, inline_name: str, path_name: str) -> Tokens:
+        """Tokens comma-separated in ``inline`` and a line each in the file at ``path``; the names
+        are the settings that gave them, for messages."""
+        lines = inline.split(",")
+        source = inline_name
+        if path:
             try:
-                lines += Path(settings.tokens_file).read_text().splitlines()
+                lines += Path(path).read_text().splitlines()
             except OSError as exc:
-                raise ConfigError(
-                    f"cannot read {settings.env_name('tokens_file')}={settings.tokens_file}: {exc.strerror}"
-                ) from exc
-            source = settings.env_name("tokens_file")
+                raise ConfigError(f"cannot read {path_name}={path}: {exc.strerror}") from exc
+            source = path_name
         tokens = _parse(lines)
         if any(len(token) < 16 for _, token in tokens):
             raise ConfigError(f"an access token in {source} is shorter than 16 characters; make a longer one")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
-from services.common.logs import configure_logging
+from services.common.errors import ConfigError
+from services.common.logs import configure_logging, redact
+from services.gateway.access import http_tokens
+from services.gateway.channels import security
 from services.gateway.config import GatewaySettings
 from services.gateway.server import running_gateway
 
@@ -37,7 +41,13 @@ async def _run(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(settings.log_level)
-    asyncio.run(_run(settings))
+    try:
+        # No log line shows the gateway's token or its callers'.
+        redact([security(settings).token, *http_tokens(settings).values()])
+        asyncio.run(_run(settings))
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(f"gateway: {exc}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The gRPC channels to the three services, and their stubs."""
+"""The gRPC channels to the three services (TLS, a client certificate, the gateway's own token), and
+their stubs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import grpc
 
+from services.common.channels import Security, SettingNames, open_channel
+from services.common.errors import ConfigError
 from services.gateway.config import GatewaySettings
 from voice.llm.v1 import llm_pb2_grpc
 from voice.stt.v1 import stt_pb2_grpc
@@ -14,34 +17,40 @@ from voice.tts.v1 import tts_pb2_grpc
 
 # Large enough for a long synthesis or transcription reply.
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+]
+_NAMES = SettingNames(
+    tls="set GATEWAY_TLS_CA to the CA that signed the services' certificates",
+    ca="GATEWAY_TLS_CA",
+    cert="GATEWAY_TLS_CERT",
+    key="GATEWAY_TLS_KEY",
+)
 
 
-def open_channel(address: str, settings: GatewaySettings | None = None) -> grpc.aio.Channel:
-    """The one place a channel is made: plaintext, or TLS with the services' CA and a token."""
-    options = [
-        ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-    ]
-    credentials = _credentials(settings) if settings is not None else None
-    if credentials is None:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.aio.secure_channel(address, credentials, options=options)
-
-
-def _credentials(settings: GatewaySettings) -> grpc.ChannelCredentials | None:
+def security(settings: GatewaySettings) -> Security:
+    """How the gateway reaches the services: TLS where ``tls_ca`` or a certificate is set, its token."""
     token = settings.token.get_secret_value()
     if settings.token_file:
-        token = Path(settings.token_file).read_text().strip()
-    if not settings.tls_ca:
-        if token:
-            raise ValueError("an access token is sent over TLS only: set GATEWAY_TLS_CA as well")
-        return None
-    credentials = grpc.ssl_channel_credentials(root_certificates=Path(settings.tls_ca).read_bytes())
-    if token:
-        credentials = grpc.composite_channel_credentials(
-            credentials, grpc.access_token_call_credentials(token)
-        )
-    return credentials
+        try:
+            token = Path(settings.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read GATEWAY_TOKEN_FILE={settings.token_file}: {exc.strerror}"
+            ) from exc
+    return Security(
+        tls=bool(settings.tls_ca or settings.tls_cert),
+        ca=_path(settings.tls_ca),
+        cert=_path(settings.tls_cert),
+        key=_path(settings.tls_key),
+        token=token,
+        names=_NAMES,
+    )
+
+
+def _path(value: str) -> Path | None:
+    return Path(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,9 @@ class Backends:
 
     @staticmethod
     def connect(settings: GatewaySettings) -> Backends:
+        reach = security(settings)
         stt, llm, tts = (
-            open_channel(a, settings)
+            open_channel(a, reach, _OPTIONS)
             for a in (settings.stt_address, settings.llm_address, settings.tts_address)
         )
         return Backends(

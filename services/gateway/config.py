@@ -26,7 +26,12 @@ class GatewaySettings(BaseSettings):
         env_prefix="GATEWAY_", frozen=True, extra="ignore", populate_by_name=True
     )
 
-    host: str = "0.0.0.0"
+    # Loopback by default: any other address needs http_tokens (or http_allow_open) and
+    # wyoming_allow_open, as people then reach the listeners from other machines.
+    host: str = "127.0.0.1"
+    # Where people reach the listeners, when that is not ``host``: a container listens on 0.0.0.0
+    # and its ports are published on this address. The rules above go by it; empty: ``host``.
+    published_host: str = ""
     # OpenAI-compatible HTTP API; 0 picks a free port.
     http_port: int = DEFAULT_HTTP_PORT
     # Wyoming speech-to-text and text-to-speech (Home Assistant's defaults); 0 picks a free port.
@@ -42,6 +47,19 @@ class GatewaySettings(BaseSettings):
     log_level: str = "info"
     # Where the services speak TLS: the CA that signed their certificates (PEM file).
     tls_ca: str = ""
-    # Where they want an access token: the token, or a file holding it (needs TLS).
+    # The gateway's own certificate and key (PEM files), shown to services that ask for mutual TLS.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Where they want an access token: the gateway's own, or a file holding it (plaintext to
+    # loopback addresses only, else TLS).
     token: SecretStr = SecretStr("")
     token_file: str = ""
+    # Callers of the HTTP API send ``Authorization: Bearer <token>`` with one of these: a file
+    # with one "name:token" (or bare token) a line, and/or the same comma-separated. Empty both:
+    # no token needed, which off loopback needs http_allow_open.
+    http_tokens: SecretStr = SecretStr("")
+    http_tokens_file: str = ""
+    # Serve the HTTP API without tokens off loopback (behind a trusted network or proxy only).
+    http_allow_open: bool = False
+    # Wyoming has no authentication: serve it off loopback only where a trusted network guards it.
+    wyoming_allow_open: bool = False

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP app: routes, ``/v1/models``, ``/health`` and errors in OpenAI's form."""
+"""The OpenAI-compatible HTTP app: routes, ``/v1/models``, ``/health``, bearer tokens and errors in
+OpenAI's form."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import logging
 import time
 
 import grpc
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.exceptions import HTTPException
 
+from services.common.auth import Tokens
 from services.gateway import openai_audio, openai_chat
+from services.gateway.access import Unauthenticated, bearer
 from services.gateway.channels import Backends
 from services.gateway.errors import BadRequest, openai_error, openai_rpc_error
 from voice.llm.v1 import llm_pb2
@@ -22,12 +25,14 @@ from voice.tts.v1 import tts_pb2
 log = logging.getLogger(__name__)
 
 
-def create_app(backends: Backends) -> FastAPI:
+def create_app(backends: Backends, tokens: Tokens | None = None) -> FastAPI:
+    """The app; with ``tokens``, every /v1 route needs one of them (``/health`` needs none)."""
     app = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None)
-    app.include_router(openai_audio.router(backends))
-    app.include_router(openai_chat.router(backends))
+    authorized = [Depends(bearer(tokens or Tokens([])))]
+    app.include_router(openai_audio.router(backends), dependencies=authorized)
+    app.include_router(openai_chat.router(backends), dependencies=authorized)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", dependencies=authorized)
     async def models() -> JSONResponse:
         timeout = backends.info_timeout_s
         llm, stt, tts = await asyncio.gather(
@@ -50,6 +55,11 @@ def create_app(backends: Backends) -> FastAPI:
         body = dict(zip(names, states, strict=True))
         ok = all(state == "SERVING" for state in states)
         return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
+        body = openai_error(str(exc), "authentication_error", code="invalid_api_key")
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import uvicorn
 from wyoming.server import AsyncEventHandler
 
+from services.gateway.access import check_listeners, http_tokens
 from services.gateway.channels import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.openai_app import create_app
@@ -73,10 +74,16 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[Ports]:
-    """All three listeners up on ``settings``' host and ports (0: a free port each)."""
+    """All three listeners up on ``settings``' host and ports (0: a free port each).
+
+    A setting that cannot work (an unreadable file, listeners open to other machines without
+    authentication) raises ConfigError before anything listens.
+    """
+    tokens = http_tokens(settings)
+    check_listeners(settings, tokens)
     backends = Backends.connect(settings)
     http = _HttpServer(
-        uvicorn.Config(create_app(backends), log_config=None, access_log=False, lifespan="off")
+        uvicorn.Config(create_app(backends, tokens), log_config=None, access_log=False, lifespan="off")
     )
     sock = _bind(settings.host, settings.http_port)
     serving = asyncio.create_task(http.serve(sockets=[sock]))
