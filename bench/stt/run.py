@@ -11,8 +11,15 @@ endpointer) when the detector says the turn goes on.
 RTF is CPU seconds per second of audio for every row (the service process's, or
 this process's for the offline pass).
 
+With ``--streams``, the load mode instead: for each N, N streams at once against one
+service (starts 50 ms apart, real-time paced; each a clip, then ``end_of_utterance``, then
+half-close). Per N: finals, statuses by code, streams that got neither (must be 0), and
+end of utterance -> final p50/p95. The service's stream limit is raised to the largest N
+unless ``--max-streams`` says otherwise.
+
     python -m bench.stt.run [--models tiny.en base] [--eou-silence-ms 0 500]
         [--speculate-silence-ms 64 160] [--no-turn]
+    python -m bench.stt.run --streams 1 8 16 32 64 [--max-streams 16] [--pace 1]
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from rich.table import Table
 from services.common.audio import pcm16_to_float
 from services.stt.models import resolve_model
 from tests.speech import REPO, Recording, corpus_wer, english
+from tests.stt_load import many_streams
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CHUNK_S = 0.1
@@ -60,6 +68,21 @@ class Row:
     after_audio_p50_ms: float = float("nan")
     # turn-detector rows: share of clips the detector ended (the rest waited for the fallback)
     ended_by_detector: float = float("nan")
+
+
+@dataclass
+class LoadRow:
+    streams: int
+    finals: int
+    statuses: dict[str, int]
+    # streams that ended OK with no final: must be 0
+    neither: int
+    # end_of_utterance -> final, over the streams with a final
+    latency_p50_ms: float
+    latency_p95_ms: float
+    wer: float
+    wall_s: float
+    latencies_ms: list[float]
 
 
 def _free_port() -> int:
@@ -134,6 +157,28 @@ async def _stream_one(
     )
 
 
+def _start_service(model: str, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """``python -m services.stt`` on ``port``, with ``STT_<NAME>`` settings from ``settings``."""
+    env = {
+        **os.environ,
+        "STT_MODEL": model,
+        "STT_PORT": str(port),
+        "STT_METRICS_PORT": "0",
+        "STT_LOG_LEVEL": "warning",
+        **{f"STT_{name.upper()}": value for name, value in settings.items()},
+    }
+    return subprocess.Popen([sys.executable, "-m", "services.stt"], env=env, cwd=REPO)
+
+
+async def _wait_ready(stub: stt_pb2_grpc.SttServiceStub) -> None:
+    for _ in range(600):
+        try:
+            await stub.GetInfo(stt_pb2.GetInfoRequest(), timeout=1)
+            return
+        except grpc.aio.AioRpcError:
+            await asyncio.sleep(0.2)
+
+
 async def bench_service(
     model: str,
     eou_silence_ms: int,
@@ -142,25 +187,12 @@ async def bench_service(
     turn: bool = False,
 ) -> Row:
     port = _free_port()
-    env = {
-        **os.environ,
-        "STT_MODEL": model,
-        "STT_PORT": str(port),
-        "STT_METRICS_PORT": "0",
-        "STT_LOG_LEVEL": "warning",
-    }
-    if speculate_ms is not None:
-        env["STT_SPECULATE_SILENCE_MS"] = str(speculate_ms)
-    proc = subprocess.Popen([sys.executable, "-m", "services.stt"], env=env, cwd=REPO)
+    settings = {} if speculate_ms is None else {"speculate_silence_ms": str(speculate_ms)}
+    proc = _start_service(model, port, **settings)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = stt_pb2_grpc.SttServiceStub(channel)
-            for _ in range(600):
-                try:
-                    await stub.GetInfo(stt_pb2.GetInfoRequest(), timeout=1)
-                    break
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.2)
+            await _wait_ready(stub)
             cpu_before, _ = _proc_stats(proc.pid)
             outcomes = [await _stream_one(stub, rec, eou_silence_ms, turn) for rec in recordings]
             cpu_after, peak_mb = _proc_stats(proc.pid)
@@ -185,6 +217,90 @@ async def bench_service(
         float(np.percentile([o.after_audio_ms for o in outcomes], 50)),
         float(np.mean([o.ended_by_detector for o in outcomes])) if turn else float("nan"),
     )
+
+
+async def bench_load(
+    model: str, counts: list[int], max_streams: int, pace: float, recordings: list[Recording]
+) -> list[LoadRow]:
+    """For each N in ``counts``, N streams at once against one service process."""
+    port = _free_port()
+    proc = _start_service(model, port, max_streams=str(max_streams))
+    rows = []
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = stt_pb2_grpc.SttServiceStub(channel)
+            await _wait_ready(stub)
+            for n in counts:
+                started = time.perf_counter()
+                ends = await many_streams(stub, recordings, n, pace=pace)
+                wall_s = time.perf_counter() - started
+                statuses: dict[str, int] = {}
+                for end in ends:
+                    if end.code is not None:
+                        statuses[end.code.name] = statuses.get(end.code.name, 0) + 1
+                latencies = [e.latency_ms for e in ends if e.finals]
+                answered = [e for e in ends if e.finals]
+                rows.append(
+                    LoadRow(
+                        n,
+                        len(answered),
+                        statuses,
+                        sum(not e.answered for e in ends),
+                        float(np.percentile(latencies, 50)) if latencies else float("nan"),
+                        float(np.percentile(latencies, 95)) if latencies else float("nan"),
+                        corpus_wer([(e.recording.text, " ".join(e.finals)) for e in answered])
+                        if answered
+                        else float("nan"),
+                        wall_s,
+                        latencies,
+                    )
+                )
+                print(rows[-1].streams, "streams:", rows[-1].finals, "finals", statuses or "", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return rows
+
+
+def report_load(model: str, rows: list[LoadRow], max_streams: int, pace: float) -> None:
+    table = Table(
+        title=f"STT under load: {model}, N streams at once, {pace:g}x real time, max_streams {max_streams}"
+    )
+    columns = ("N", "finals", "statuses", "neither", "EOU -> final p50 ms", "p95 ms", "WER", "wall s")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.streams),
+            str(r.finals),
+            ", ".join(f"{code} {count}" for code, count in sorted(r.statuses.items())) or "-",
+            str(r.neither),
+            f"{r.latency_p50_ms:.0f}",
+            f"{r.latency_p95_ms:.0f}",
+            f"{r.wer:.3f}",
+            f"{r.wall_s:.0f}",
+        )
+    Console().print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "stt_load.json").write_text(
+        json.dumps(
+            {"model": model, "max_streams": max_streams, "pace": pace, "rows": [asdict(r) for r in rows]},
+            indent=2,
+        )
+    )
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.boxplot([r.latencies_ms or [float("nan")] for r in rows], tick_labels=[str(r.streams) for r in rows])
+    ax.set_xlabel("streams at once")
+    ax.set_ylabel("end of utterance -> final (ms)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "stt_load.png", dpi=120)
+    print(f"wrote {RESULTS / 'stt_load.json'} and {RESULTS / 'stt_load.png'}")
 
 
 def bench_offline(model: str, recordings: list[Recording]) -> Row:
@@ -302,8 +418,18 @@ async def main() -> None:
     )
     parser.add_argument("--no-turn", action="store_true", help="leave out the turn-detector row")
     parser.add_argument("--no-offline", action="store_true", help="leave out the offline row")
+    parser.add_argument("--streams", nargs="+", type=int, help="load mode: streams at once, a row per count")
+    parser.add_argument(
+        "--max-streams", type=int, help="load mode: STT_MAX_STREAMS (default: the largest count)"
+    )
+    parser.add_argument("--pace", type=float, default=1.0, help="load mode: times real time (0: all at once)")
     args = parser.parse_args()
     recordings = english()
+    if args.streams:
+        model, max_streams = args.models[0], args.max_streams or max(args.streams)
+        load_rows = await bench_load(model, args.streams, max_streams, args.pace, recordings)
+        report_load(model, load_rows, max_streams, args.pace)
+        return
     rows = []
     for model in args.models:
         for speculate_ms in args.speculate_silence_ms:
