@@ -4,7 +4,8 @@ tacotron2-DDC and its HiFiGAN vocoder are put where Coqui's model manager keeps
 downloads and loaded by name, as the original configuration loads them; VITS loads
 from a model directory. Untrained models speak noise: the checks are on the
 service's behaviour (rates, chunking, cancel, lengths, metrics), not on words.
-Runs where the ``coqui`` extra is installed (``make venv`` installs it).
+Needs the ``coqui`` extra (``make venv-coqui``, which ``make test`` runs): where it is
+missing or broken the imports below fail, and so do these tests, rather than skip.
 """
 
 from __future__ import annotations
@@ -22,14 +23,6 @@ from services.common.errors import ConfigError
 from services.tts.config import TtsSettings
 from services.tts.engine import Engine, VoiceRequest, create_engine
 from services.tts.servicer import SERVICE_NAME, TtsServicer
-from tests.servers import serving
-from tests.service.test_tts import Request, Stream, config
-from voice.tts.v1 import tts_pb2, tts_pb2_grpc
-
-pytest.importorskip("torch")
-pytest.importorskip("TTS.api")
-
-# Needs the extra checked above.
 from tests.coqui_models import (
     HIFIGAN_V2,
     TACOTRON2_DDC,
@@ -39,6 +32,9 @@ from tests.coqui_models import (
     save_tacotron2_ddc,
     save_vits,
 )
+from tests.servers import serving
+from tests.service.test_tts import Request, Stream, config
+from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 
 NATIVE_RATE_HZ = 22050
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +11,7 @@ from services.common.errors import ConfigError, InvalidArgument
 from services.tts.config import TtsSettings
 from services.tts.engine import VoiceInfo, create_engine
 from services.tts.session import resolve_options
+from tests.speech import REPO
 
 VOICES = [
     VoiceInfo("alpha", "piper", ("en-US",), 22050),
@@ -56,10 +58,25 @@ def test_unknown_engine_names_the_choices() -> None:
         create_engine(TtsSettings(engine="festival"))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("TTS") is not None, reason="coqui-tts is installed")
+# A Python without the coqui extra: its packages cannot be imported (None in sys.modules
+# makes an import fail as a missing module does), whatever this environment has installed.
+_WITHOUT_COQUI = """
+import sys
+sys.modules["torch"] = sys.modules["TTS"] = None
+from services.tts.config import TtsSettings
+from services.tts.engine import create_engine
+create_engine(TtsSettings(engine="coqui"))
+"""
+
+
 def test_missing_coqui_extra_names_the_install_command() -> None:
-    with pytest.raises(ConfigError, match=r"pip install 'voice-agent\[coqui\]'"):
-        create_engine(TtsSettings(engine="coqui"))
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_COQUI], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("services.common.errors.ConfigError: the coqui engine cannot be imported"), last
+    assert last.endswith("install it with: pip install 'voice-agent[coqui]'"), last
 
 
 def test_piper_voice_that_is_not_a_file_fails_at_load() -> None:
