@@ -11,6 +11,7 @@ from pathlib import Path
 from statistics import median
 from typing import IO
 
+import grpc
 from rich.console import Console
 
 from edge_client import audio_io, channels
@@ -21,6 +22,7 @@ from edge_client.echo import EchoCanceller
 from edge_client.files import WavInput, WavOutput
 from edge_client.room import Room
 from edge_client.vad import FRAME_MS
+from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 # After the input file, stop once nothing has happened for this long...
 _IDLE_AFTER_INPUT_S = 1.5
@@ -97,6 +99,8 @@ async def run(settings: EdgeSettings) -> int:
         show("note", problem)
     if problems:
         return 2
+    if notice := await _llm_notice(settings.llm):
+        show("note", notice)
 
     room = None
     if settings.echo_db is not None and settings.input_file is not None and settings.output_file is not None:
@@ -140,6 +144,16 @@ async def run(settings: EdgeSettings) -> int:
             await conversation.close()
             _summary(conversation)
     return 0
+
+
+async def _llm_notice(address: str) -> str:
+    """What the chat service says a user should know about its model (a test-grade one, say)."""
+    async with channels.open_channel(address) as channel:
+        try:
+            info = await llm_pb2_grpc.LlmServiceStub(channel).GetInfo(llm_pb2.GetInfoRequest(), timeout=3)
+        except grpc.aio.AioRpcError:
+            return ""  # an older service, or one gone since the health check: the links report that
+    return str(info.notice)
 
 
 async def _typed_clock(output: Output) -> AsyncIterator[bytes]:

@@ -59,10 +59,10 @@ class EdgeSettings:
     input_device: str | None = None
     output_device: str | None = None
     vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
-    # 0: the turn detector's default (``silence_ms()``).
-    silence_ms: int = 0
+    # None: the turn detector's default (``silence_ms()``).
+    silence_ms: int | None = None
     turn_detector: str = DEFAULT_TURN_DETECTOR
-    # None: the turn detector's default (``pause_ms()``); 0: off.
+    # None: the turn detector's default (``pause_ms()``), off where silence_ms is not longer; 0: off.
     pause_ms: int | None = None
     min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
     pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
@@ -88,6 +88,21 @@ class EdgeSettings:
     fast: bool = False
     text: bool = False
     security: Security = field(default_factory=Security)
+
+    def __post_init__(self) -> None:
+        if self.silence_ms is not None and self.silence_ms <= 0:
+            raise ValueError("--silence-ms must be more than 0; leave it out for the turn detector's default")
+        if self.pause_ms is not None and self.pause_ms < 0:
+            raise ValueError("--pause-ms must be 0 (off) or more")
+        if self.pause_ms and self.turn_detector == "smart":
+            # The held reply ends the STT utterance at the pause, before the model has judged it.
+            raise ValueError("--pause-ms works with --turn-detector silence only; leave out one of them")
+        silence = silence_ms(self.turn_detector) if self.silence_ms is None else self.silence_ms
+        if self.pause_ms and self.pause_ms >= silence:
+            raise ValueError(
+                f"--pause-ms ({self.pause_ms}) must be shorter than --silence-ms ({silence}): the reply "
+                "is prepared at the pause and played when the silence ends the turn (0: no pause)"
+            )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -215,9 +230,13 @@ def from_args(args: argparse.Namespace) -> EdgeSettings:
         parser().error("--echo-db simulates a room in file mode: give --input and --output too")
     if args.echo_delay_ms < MIN_FILE_ECHO_DELAY_MS:
         parser().error(f"--echo-delay-ms must be at least {MIN_FILE_ECHO_DELAY_MS}")
-    if args.pause_ms and args.turn_detector == "smart":
-        # The held reply ends the STT utterance at the pause, before the model has judged it.
-        parser().error("--pause-ms works with --turn-detector silence only; leave out one of them")
+    try:
+        return _settings(args)
+    except ValueError as exc:
+        parser().error(str(exc))
+
+
+def _settings(args: argparse.Namespace) -> EdgeSettings:
     return EdgeSettings(
         stt=args.stt,
         llm=args.llm,
@@ -225,7 +244,7 @@ def from_args(args: argparse.Namespace) -> EdgeSettings:
         input_device=args.input_device,
         output_device=args.output_device,
         vad_aggressiveness=args.vad_aggressiveness,
-        silence_ms=args.silence_ms or 0,
+        silence_ms=args.silence_ms,
         turn_detector=args.turn_detector,
         pause_ms=args.pause_ms,
         barge_in_ms=args.barge_in_ms,

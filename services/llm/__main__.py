@@ -26,6 +26,8 @@ def main() -> None:
         log.error("cannot start: %s", exc)
         sys.exit(f"llm: {exc}")
     log.info("engine", extra={"engine": engine.name, "model": engine.model, "fallback": settings.fallback})
+    if settings.notice:
+        log.warning(settings.notice)
     servicer = LlmServicer(engine, settings)
     asyncio.run(
         serve(

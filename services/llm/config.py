@@ -31,6 +31,13 @@ DEFAULT_BACKOFF_S = 0.25
 DEFAULT_MAX_TURN_CHARS = 4000
 # History kept in the prompt (oldest turns dropped first), about 1,500 tokens.
 DEFAULT_MAX_HISTORY_CHARS = 6000
+# Said once in the log at start and to each client that asks (GetInfo), so nobody takes
+# the test model's replies for what the agent can do.
+EMBEDDED_MODEL_NOTICE = (
+    "the chat service runs the embedded SmolLM2-135M, a test-grade model whose replies are barely "
+    "coherent; set CEREBRAS_API_KEY for real replies (or LLM_ENGINE=openai and LLM_BASE_URL for "
+    "another server)"
+)
 
 
 class LlmSettings(ServerSettings):
@@ -68,6 +75,11 @@ class LlmSettings(ServerSettings):
         if self.engine:
             return self.engine
         return "cerebras" if self.cerebras_api_key.get_secret_value() else "local"
+
+    @property
+    def notice(self) -> str:
+        """What a user of the service should know about its model; empty: nothing."""
+        return EMBEDDED_MODEL_NOTICE if self.engine_name == "local" and not self.model_path else ""
 
     @property
     def thread_count(self) -> int:

@@ -98,6 +98,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
             model=self.engine.model,
             context_size=self.engine.context_tokens,
             fallback_engine=fallback,
+            notice=self.settings.notice,
         )
 
     async def _open(self, config: llm_pb2.ChatConfig, earlier: Sequence[Message]) -> Conversation:

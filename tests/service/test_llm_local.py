@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.llm.config import LlmSettings
+from services.llm.config import EMBEDDED_MODEL_NOTICE, LlmSettings
 from services.llm.engine import Completion, Engine, Message, OnDelta, Options, Session
-from services.llm.engines.local import LocalEngine
+from services.llm.engines.local import LocalEngine, embedded_model_path
 from services.llm.servicer import SERVICE_NAME, LlmServicer
 from tests.llm_client import read_turn, turn, user
 from tests.servers import serving
+from tests.service.test_edge_links import free_port
+from tests.speech import REPO
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 pytestmark = pytest.mark.service
@@ -228,6 +235,38 @@ async def test_unary_chat_and_info(stub: llm_pb2_grpc.LlmServiceStub) -> None:
     info = await stub.GetInfo(llm_pb2.GetInfoRequest())
     assert (info.engine, info.context_size, info.fallback_engine) == ("local", 2048, "")
     assert "SmolLM2" in info.model
+    assert info.notice == EMBEDDED_MODEL_NOTICE
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.Chat(llm_pb2.ChatRequest(messages=[]))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_the_embedded_model_is_called_test_grade_once_in_the_log_and_in_its_info() -> None:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'protos'}", "LLM_ENGINE": "local",
+           "LLM_PORT": str(port), "LLM_METRICS_PORT": str(free_port()), "LLM_MODEL_PATH": ""}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "services.llm"], cwd=REPO, env=env, stderr=subprocess.PIPE)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for _ in range(300):
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                await asyncio.sleep(0.2)
+            info = await llm_pb2_grpc.LlmServiceStub(channel).GetInfo(llm_pb2.GetInfoRequest(), timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        logs = proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        proc.kill()
+    assert info.notice == EMBEDDED_MODEL_NOTICE
+    assert "CEREBRAS_API_KEY" in info.notice
+    assert logs.count(EMBEDDED_MODEL_NOTICE) == 1, logs
+
+
+def test_a_model_of_ones_own_or_a_cloud_engine_comes_with_no_notice() -> None:
+    assert LlmSettings(engine="local").notice == EMBEDDED_MODEL_NOTICE
+    assert LlmSettings(engine="local", model_path=embedded_model_path()).notice == ""
+    assert LlmSettings(engine="cerebras").notice == ""
+    assert LlmSettings(engine="openai", fallback="local").notice == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import wave
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_client.clients import SttLink
-from edge_client.config import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS, from_args, parser
+from edge_client.config import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS, EdgeSettings, from_args, parser
 from edge_client.conversation import Turn, _Piece
 from edge_client.files import WavInput, WavOutput
 from edge_client.vad import FRAME_MS, Edge, Endpointer
@@ -153,9 +154,47 @@ def test_a_pause_inside_the_turn_resumes_and_the_turn_ends_once() -> None:
     assert resumed and paused, edges
 
 
-def test_a_held_reply_and_the_end_of_turn_model_are_refused_together(capsys: Any) -> None:
-    assert from_args(parser().parse_args(["--pause-ms", "200"])).pause_ms == 200
-    assert from_args(parser().parse_args(["--turn-detector", "smart"])).turn_detector == "smart"
-    with pytest.raises(SystemExit):
-        from_args(parser().parse_args(["--turn-detector", "smart", "--pause-ms", "200"]))
-    assert "--pause-ms works with --turn-detector silence only" in capsys.readouterr().err
+# Contradictory or meaningless endpointing settings, and what the refusal says.
+REFUSED = [
+    ({"turn_detector": "smart", "pause_ms": 200}, "--pause-ms works with --turn-detector silence only"),
+    ({"silence_ms": 600, "pause_ms": 600}, r"--pause-ms \(600\) must be shorter than --silence-ms \(600\)"),
+    ({"silence_ms": 150, "pause_ms": 200}, r"--pause-ms \(200\) must be shorter than --silence-ms \(150\)"),
+    ({"pause_ms": 900}, r"--pause-ms \(900\) must be shorter than --silence-ms \(600\)"),
+    ({"silence_ms": 0}, "--silence-ms must be more than 0; leave it out for the turn detector's default"),
+    ({"silence_ms": -5}, "--silence-ms must be more than 0"),
+    ({"pause_ms": -1}, r"--pause-ms must be 0 \(off\) or more"),
+]
+
+
+def _flags(fields: dict[str, object]) -> list[str]:
+    return [part for name, value in fields.items() for part in (f"--{name.replace('_', '-')}", str(value))]
+
+
+@pytest.mark.parametrize(("fields", "said"), REFUSED)
+def test_contradictory_endpointing_settings_are_refused_in_code(fields: dict[str, Any], said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        EdgeSettings(**fields)
+
+
+@pytest.mark.parametrize(("fields", "said"), REFUSED)
+def test_contradictory_endpointing_flags_are_refused_with_the_reason(
+    fields: dict[str, object], said: str, capsys: Any
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        from_args(parser().parse_args(_flags(fields)))
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("usage: voice-agent") and re.search(said, error), error
+
+
+def test_left_out_endpointing_flags_take_the_turn_detectors_defaults() -> None:
+    silence = from_args(parser().parse_args([]))
+    assert (silence.silence_ms, silence.pause_ms) == (None, None)
+    smart = from_args(
+        parser().parse_args(["--turn-detector", "smart", "--silence-ms", "1200", "--pause-ms", "0"])
+    )
+    assert (smart.turn_detector, smart.silence_ms, smart.pause_ms) == ("smart", 1200, 0)
+    held = from_args(parser().parse_args(["--silence-ms", "810", "--pause-ms", "300"]))
+    assert (held.silence_ms, held.pause_ms) == (810, 300)
+    # A silence no longer than the default pause is accepted: then no reply is held.
+    assert EdgeSettings(silence_ms=150).pause_ms is None

@@ -188,13 +188,15 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("engine", "model", "context_size", "fallback_engine")
+    __slots__ = ("engine", "model", "context_size", "fallback_engine", "notice")
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_SIZE_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_ENGINE_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     engine: str
     model: str
     context_size: int
     fallback_engine: str
-    def __init__(self, engine: _Optional[str] = ..., model: _Optional[str] = ..., context_size: _Optional[int] = ..., fallback_engine: _Optional[str] = ...) -> None: ...
+    notice: str
+    def __init__(self, engine: _Optional[str] = ..., model: _Optional[str] = ..., context_size: _Optional[int] = ..., fallback_engine: _Optional[str] = ..., notice: _Optional[str] = ...) -> None: ...
