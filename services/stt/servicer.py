@@ -188,12 +188,7 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
         results: list[Result] = []
         session = self._session(
             replace(config, turn_detection=False),
-            # An utterance in which the model found no words adds no result here.
-            lambda item: (
-                results.append(item)
-                if isinstance(item, Result) and item.is_final and item.transcript.text
-                else None
-            ),
+            lambda item: results.append(item) if isinstance(item, Result) and item.is_final else None,
         )
         # Whole audio goes through the same utterance logic as a stream, minus interims.
         await session.add_audio(audio)

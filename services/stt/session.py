@@ -314,7 +314,7 @@ class RecognizeSession:
         self._maybe_judge_turn()
 
     async def finalize(self) -> None:
-        """End the current utterance: emit its final (if it held speech, always) and start the next."""
+        """End the current utterance: emit its final (if it held speech) and start the next."""
         utt = self._utt
         self._utt = _Utterance(index=utt.index + int(utt.has_speech), start=self._total)
         in_flight, self._decodes = self._decodes, []
@@ -337,16 +337,8 @@ class RecognizeSession:
                 f"transcribing utterance {utt.index} failed ({type(exc).__name__}); see the service log"
             ) from exc
         STAGE_LATENCY.labels("stt", "finalize").observe(time.perf_counter() - started)
-        transcript = utt.best[1]
-        if not transcript.text:
-            # Whisper can find no words in what the detector took for speech (it drops what it
-            # judges silence). The utterance was announced and its client waits: it still ends
-            # with a final, an empty one over the speech heard.
-            assert utt.speech_start is not None
-            transcript = replace(
-                transcript, start_s=utt.speech_start / SAMPLE_RATE_HZ, end_s=utt.last_voiced / SAMPLE_RATE_HZ
-            )
-        self._emit(Result(transcript, is_final=True, stability=1.0, utterance_index=utt.index))
+        if utt.best[1].text:
+            self._emit(Result(utt.best[1], is_final=True, stability=1.0, utterance_index=utt.index))
 
     async def close(self) -> None:
         """Finalise what is pending and wait for in-flight decodes."""

@@ -6,20 +6,14 @@ The real tiny.en model over a real gRPC connection, on the shared recordings.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import grpc
 import numpy as np
-import pytest
 
 from services.stt.config import SttSettings
-from services.stt.engine import SttEngine, Transcript, create_engine
-from services.stt.servicer import SERVICE_NAME, SttServicer
-from tests.servers import serving, stt_stub
+from tests.servers import stt_stub
 from tests.speech import corpus_wer, english, normalize
-from tests.stt_load import StreamEnd, many_streams, one_stream
-from voice.stt.v1 import stt_pb2_grpc
+from tests.stt_load import StreamEnd, many_streams
 
 MAX_WER = 0.15
 # The service's default stream limit, all taken at once.
@@ -61,40 +55,3 @@ async def test_streams_over_the_limit_get_resource_exhausted() -> None:
     refused = [e for e in ends if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED]
     assert len(refused) == 2 and all("max_streams" in e.details for e in refused)
     assert sum(bool(e.finals) for e in ends) == 4
-
-
-class WordlessEngine:
-    """The real model, whose words are dropped: what Whisper does with speech it judges silence."""
-
-    def __init__(self, engine: SttEngine) -> None:
-        self._engine = engine
-        self.info = engine.info
-
-    def load(self) -> None:
-        self._engine.load()
-        self.info = self._engine.info
-
-    def transcribe(
-        self, audio: np.ndarray, language: str | None, word_timestamps: bool, beam_size: int
-    ) -> Transcript:
-        transcript = self._engine.transcribe(audio, language, word_timestamps, beam_size)
-        return replace(transcript, text="", words=[])
-
-
-@pytest.fixture(scope="module")
-async def wordless() -> AsyncIterator[stt_pb2_grpc.SttServiceStub]:
-    settings = SttSettings()
-    servicer = SttServicer(WordlessEngine(create_engine(settings)), settings)
-    add = stt_pb2_grpc.add_SttServiceServicer_to_server
-    async with serving(
-        settings, servicer, add, stt_pb2_grpc.SttServiceStub, SERVICE_NAME, servicer.load
-    ) as stub:
-        yield stub
-
-
-async def test_speech_the_model_finds_no_words_in_still_gets_its_final(
-    wordless: stt_pb2_grpc.SttServiceStub,
-) -> None:
-    rec = english()[1]
-    end = await one_stream(wordless, rec, pace=0)
-    assert end.code is None and end.finals == [""], "the utterance ended with no final"
