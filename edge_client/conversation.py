@@ -70,6 +70,10 @@ class Output(Protocol):
     def buffered_samples(self) -> int: ...
 
 
+def _rounded(t_ms: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 1) for k, v in t_ms.items()}
+
+
 @dataclass
 class _Piece:
     text: str
@@ -97,6 +101,7 @@ class Turn:
     error: str = ""  # why the reply failed, if it did
     interrupted: bool = False
     heard_text: str = ""  # set when interrupted: what was played before the cut
+    withdrawn: list[dict[str, object]] = field(default_factory=list)  # held replies this one replaced
     tentative: bool = False  # the user may not be done: audio is held, not played
     retracted: bool = False  # the user went on: the turn never happened
     paused: bool = False  # sound from the user: playback stopped until it proves to be words or not
@@ -135,10 +140,12 @@ class Turn:
             "user_text": self.user_text,
             "agent_text": self.heard_text if self.interrupted else self.agent_text.strip(),
             "interrupted": self.interrupted,
-            "t_ms": {k: round(v, 1) for k, v in self.t_ms.items()},
+            "t_ms": _rounded(self.t_ms),
         }
         if self.error:
             line["error"] = self.error
+        if self.withdrawn:
+            line["withdrawn"] = self.withdrawn
         return line
 
 
@@ -179,6 +186,7 @@ class Conversation:
         self._last: _Utterance | None = None  # the latest utterance
         self._carry = ""  # transcript of a pause the user spoke on after
         self._turn: Turn | None = None
+        self._withdrawn: list[dict[str, object]] = []  # held replies withdrawn since the last turn
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_ids = itertools.count(1)
         self._written = 0  # speaker samples written (in the speaker's played coordinates)
@@ -365,8 +373,11 @@ class Conversation:
         elif self._turn is not None and not self._turn.interrupted:
             self._barge_in()  # the user said more before the reply was done: answer that instead
         turn = Turn(text, t_ms, id=next(self._turn_ids), tentative=tentative)
+        turn.withdrawn, self._withdrawn = self._withdrawn, []
         previous = self._turn_task
-        if not tentative:
+        if tentative:
+            turn.t_ms["held"] = self.now_ms()
+        else:
             turn.confirmed.set()
         self._turn = turn
         self._turn_task = asyncio.create_task(self._run_turn(turn, previous))
@@ -450,6 +461,7 @@ class Conversation:
 
     def _write(self, turn: Turn, pcm: bytes) -> None:
         if "first_audio" not in turn.t_ms:
+            turn.offset = self._written - turn.played  # where the reply's sample 0 is on the speaker
             # The audio starts playing after whatever is still queued ahead of it.
             ahead_ms = self.speaker.buffered_samples * 1000 / self.speaker.sample_rate_hz
             turn.t_ms["first_audio"] = self.now_ms() + ahead_ms
@@ -480,13 +492,20 @@ class Conversation:
     def _release(self, turn: Turn) -> None:
         """The user's turn did end: play what was held, and the rest as it comes."""
         turn.tentative = False
-        turn.t_ms["end_of_turn"] = self.now_ms()
+        turn.t_ms["end_of_turn"] = turn.t_ms["released"] = self.now_ms()
         if turn.audible:
             self._play_rest(turn)
         turn.confirmed.set()
 
     def _retract(self, turn: Turn) -> None:
         """The user went on speaking: drop the held reply; the next transcript joins this one."""
+        turn.t_ms["withdrawn"] = self.now_ms()
+        record: dict[str, object] = {
+            "user_text": turn.user_text,
+            "agent_text": turn.agent_text.strip(),
+            "t_ms": _rounded(turn.t_ms),
+        }
+        self._withdrawn += [*turn.withdrawn, record]
         turn.retracted = turn.interrupted = True
         self._carry = f"{turn.user_text} {self._carry}".strip()
         self.llm.cancel(turn.id)
@@ -500,7 +519,8 @@ class Conversation:
         """Sound from the user over the reply: stop playing until it proves to be words, or not."""
         self._stop_playing(turn)
         turn.paused, turn.paused_at = True, self.now_ms()
-        turn.t_ms.setdefault("barge_in", self.now_ms())
+        turn.t_ms["paused"] = turn.paused_at
+        turn.t_ms.setdefault("barge_in", turn.paused_at)
         self._set_state(State.HEARING)
 
     def _resume(self, turn: Turn) -> None:

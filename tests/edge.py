@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -42,6 +43,11 @@ class Session:
     output: np.ndarray  # float32 mono
     output_rate_hz: int
     stderr: str
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The output as the int16 samples that were written."""
+        return np.round(self.output * 32768).astype(np.int16)
 
     def audible(self, threshold: float = 0.02) -> np.ndarray:
         """Start times (ms) of the output's 10 ms windows louder than ``threshold`` RMS."""
@@ -91,9 +97,13 @@ async def converse(
     frames: Callable[[Conversation], AsyncIterator[bytes]],
     timeout_s: float = 120,
 ) -> tuple[Conversation, Session]:
-    """A conversation in this process, fed ``frames(conversation)`` in real time, recorded to a WAV."""
+    """A conversation in this process, fed ``frames(conversation)`` in real time, recorded to a WAV.
+
+    The session's ``stderr`` holds what the conversation showed, a line each: ``kind: text``.
+    """
     output = WavOutput(tmp / "out.wav", settings.output_rate_hz)
-    conversation = Conversation(settings, output, lambda kind, text: None)
+    shown: list[str] = []
+    conversation = Conversation(settings, output, lambda kind, text: shown.append(f"{kind}: {text}\n"))
 
     async def paced() -> AsyncIterator[bytes]:
         async for frame in frames(conversation):
@@ -107,6 +117,29 @@ async def converse(
     finally:
         await conversation.close()
         output.close()
-    session = read_session(tmp / "out.wav", None)
+    session = read_session(tmp / "out.wav", None, "".join(shown))
     session.turns = conversation.turns
     return conversation, session
+
+
+def played_in_order(
+    output: np.ndarray, reply: np.ndarray, cuts: tuple[int, ...] = (), start: int = 0
+) -> list[tuple[int, int]]:
+    """Check that ``reply`` (int16) was played into ``output`` (int16) from sample ``start`` on,
+    once, sample for sample, in parts split at ``cuts``: each part's sounding samples in order,
+    with only silence before and between them (a pause, or the speaker waiting for audio).
+    Where each part began and ended in ``output`` (samples).
+    """
+    spans: list[tuple[int, int]] = []
+    heard = np.flatnonzero(output[start:]) + start
+    for i, (first, end) in enumerate(itertools.pairwise([0, *cuts, len(reply)])):
+        part = reply[first:end]
+        sounding = np.flatnonzero(part)
+        assert sounding.size, f"part {i} of the reply ({first}:{end}) is silent"
+        at, heard = heard[: sounding.size], heard[sounding.size :]
+        assert at.size == sounding.size and np.array_equal(output[at], part[sounding]), (
+            f"part {i} of the reply ({first}:{end}) was not played as synthesized"
+            f" from sample {at[0] if at.size else None}"
+        )
+        spans.append((int(at[0] - sounding[0]), int(at[-1]) + len(part) - int(sounding[-1])))
+    return spans

@@ -1,10 +1,14 @@
-"""Short non-speech sounds for barge-in tests: a cough, a clap, a knock (16 kHz LINEAR16)."""
+"""Non-speech sounds for barge-in tests (16 kHz LINEAR16): made (a cough, a clap, a knock) or recorded."""
 
 from __future__ import annotations
+
+import wave
+from pathlib import Path
 
 import numpy as np
 
 RATE_HZ = 16000
+SOUNDS = Path(__file__).parent / "data" / "sounds"
 
 
 def _pcm(audio: np.ndarray, peak: float) -> bytes:
@@ -35,3 +39,10 @@ def burst(kind: str, ms: int, seed: int = 0) -> bytes:
         tone = np.sin(2 * np.pi * 180 * t) + 0.5 * _band(rng.standard_normal(n), 100, 800)
         return _pcm(np.exp(-t / 0.04) * tone, 0.6)
     raise ValueError(f"unknown sound {kind!r}")
+
+
+def recorded(name: str) -> bytes:
+    """A real sound from ``tests/data/sounds`` (see its README): "trash-empty", "camera-shutter"."""
+    with wave.open(str(SOUNDS / f"{name}.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (RATE_HZ, 1, 2)
+        return bytes(w.readframes(w.getnframes()))

@@ -13,13 +13,23 @@ import grpc
 import numpy as np
 import soxr
 
-from edge_client.config import DEFAULT_SILENCE_MS, EdgeSettings
+from edge_client.config import DEFAULT_RESUME_MS, DEFAULT_SILENCE_MS, EdgeSettings
 from edge_client.conversation import Conversation, State
 from edge_client.vad import FRAME_MS
 from services.common.audio import pcm16_to_float
 from tests.containers.conftest import compose
-from tests.edge import FRAME_BYTES, command, converse, frames_of, read_session, silence, voice_agent
-from tests.noise import burst
+from tests.edge import (
+    FRAME_BYTES,
+    Session,
+    command,
+    converse,
+    frames_of,
+    played_in_order,
+    read_session,
+    silence,
+    voice_agent,
+)
+from tests.noise import recorded
 from tests.speech import REPO, english, wer
 from tests.turns import cut, sentences, to_pcm, whole
 from voice.llm.v1 import llm_pb2
@@ -72,11 +82,11 @@ async def test_two_utterances_make_two_spoken_turns(stack: None, tmp_path: Path)
             <= t["first_token"]
             <= t["first_audio"]
         )
-    # The reply is speech, and it plays only after the user stopped speaking.
+    # The reply is speech, and it plays only once the user's turn is over (not at its first pause).
     t0 = session.turns[0]["t_ms"]
     assert isinstance(t0, dict)
     audible = session.audible()
-    assert audible.size and audible[0] >= t0["speech_end"]
+    assert audible.size and audible[0] >= t0["end_of_turn"] - FRAME_MS, (audible[:3], t0)
     t1 = session.turns[1]["t_ms"]
     assert isinstance(t1, dict)
     reply = session.output[: int(session.output_rate_hz * t1["speech_start"] / 1000)]
@@ -120,39 +130,90 @@ async def test_speaking_over_the_reply_cuts_it_short(stack: None, tmp_path: Path
     assert wer(interruption.text, str(session.turns[1]["user_text"])) <= MAX_CLIP_WER
 
 
-async def test_noise_over_the_reply_pauses_it_and_it_goes_on(stack: None, tmp_path: Path) -> None:
-    """A cough, a clap and a knock while the agent speaks: no interruption, and the reply is heard whole."""
+async def test_a_later_reply_cut_short_keeps_only_what_was_heard(stack: None, tmp_path: Path) -> None:
+    """Without held replies (as with --turn-detector smart): the second reply, cut after a second."""
+    first, question, interruption = english()[4], english()[0], english()[6]
+    settings = EdgeSettings(system_prompt="Answer in at least six sentences.", max_tokens=60, pause_ms=0)
+
+    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
+        for frame in frames_of(first.pcm() + silence(1.0)):
+            yield frame
+        async for frame in while_(lambda: conversation.busy):
+            yield frame
+        for frame in frames_of(question.pcm() + silence(1.0)):
+            yield frame
+        async for frame in while_(lambda: not speaking_for(conversation, 1000), 15):
+            yield frame
+        for frame in frames_of(interruption.pcm() + silence(1.0)):
+            yield frame
+        async for frame in while_(lambda: conversation.busy):
+            yield frame
+
+    conversation, session = await converse(settings, tmp_path, frames, timeout_s=180)
+    assert [t["interrupted"] for t in session.turns] == [False, True, False], session.turns
+    # What was heard of the second reply is counted from its own first sample, not the first reply's.
+    heard, written = str(session.turns[1]["agent_text"]), conversation.finished[1].agent_text
+    assert heard and written.startswith(heard.split()[0]) and len(heard) < len(written), (heard, written)
+    assert conversation.llm.history[3].content == heard
+
+
+async def _a_sound_over_the_reply(tmp_path: Path, resume_ms: int) -> tuple[Conversation, Session]:
+    """Paper crumpled (1.1 s, voiced throughout) once the reply has played for a second."""
     question = english()[0]
-    settings = EdgeSettings(system_prompt="Tell a long story of at least six sentences.", max_tokens=150)
-    sounds = [("cough", 250), ("clap", 100), ("knock", 150), ("cough", 200)]
-    during: list[bool] = []  # whether each sound came while the reply was playing
+    settings = EdgeSettings(
+        system_prompt="Tell a long story of at least six sentences.", max_tokens=60, resume_ms=resume_ms
+    )
 
     async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
         for frame in frames_of(question.pcm() + silence(1.0)):
             yield frame
         async for frame in while_(lambda: not speaking_for(conversation, 1000), 15):
             yield frame
-        for i, (kind, ms) in enumerate(sounds):
-            during.append(conversation.state == State.SPEAKING)
-            for frame in frames_of(burst(kind, ms, seed=i) + silence(2.0)):
-                yield frame
-        async for frame in while_(lambda: conversation.busy):
+        for frame in frames_of(recorded("trash-empty") + silence(4.0)):
+            yield frame
+        async for frame in while_(lambda: conversation.busy, 60 if resume_ms < 4000 else 0):
             yield frame
 
-    conversation, session = await converse(settings, tmp_path, frames, timeout_s=180)
-    assert during[0], "the reply was not playing when the first sound came"
+    return await converse(settings, tmp_path, frames, timeout_s=180)
+
+
+async def test_a_sound_with_no_words_pauses_the_reply_and_it_goes_on_from_there(
+    stack: None, tmp_path: Path
+) -> None:
+    conversation, session = await _a_sound_over_the_reply(tmp_path, DEFAULT_RESUME_MS)
     assert len(session.turns) == 1, session.turns
     turn = session.turns[0]
     t = turn["t_ms"]
     assert isinstance(t, dict)
     assert turn["interrupted"] is False and "barge_in" not in t, turn
+    assert t["first_audio"] < t["paused"] < t["resumed"], t
     # The model's context keeps the whole reply: nothing was cut.
     assert [m.role for m in conversation.llm.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
     assert conversation.llm.history[1].content == conversation.finished[0].agent_text
-    # The whole reply was played: as much audio as was synthesized.
+    # Heard once: up to the pause, then from the sample where it paused the moment it resumed.
     finished = conversation.finished[0]
-    assert finished.played == 0 or "resumed" in t
-    assert session.audible().size * 10 >= 0.5 * finished.samples * 1000 / session.output_rate_hz
+    reply = np.frombuffer(bytes(finished.audio), "<i2")
+    assert 0 < finished.played < len(reply), (finished.played, len(reply))
+    (_, stopped), (resumed, end) = played_in_order(session.samples, reply, (finished.played,))
+    ms = 1000 / session.output_rate_hz
+    assert stopped * ms <= t["paused"] + FRAME_MS and abs(resumed * ms - t["resumed"]) <= 2 * FRAME_MS, (
+        stopped * ms,
+        resumed * ms,
+        t,
+    )
+    assert not session.samples[end:].any(), "something played after the reply"
+
+
+async def test_a_sound_over_the_reply_stays_paused_without_a_resume(stack: None, tmp_path: Path) -> None:
+    """The same sound with --resume-ms longer than the session: the reply stays paused."""
+    conversation, session = await _a_sound_over_the_reply(tmp_path, 600_000)
+    t = session.turns[0]["t_ms"]
+    assert isinstance(t, dict)
+    assert "paused" in t and "resumed" not in t, t
+    finished = conversation.finished[0]
+    reply = np.frombuffer(bytes(finished.audio), "<i2")
+    [(_, end)] = played_in_order(session.samples, reply[: finished.played])
+    assert not session.samples[end:].any(), "the reply went on playing"
 
 
 async def test_the_end_of_turn_model_ends_a_whole_sentence_at_once(stack: None, tmp_path: Path) -> None:
@@ -233,22 +294,58 @@ def test_typed_turns_are_spoken(stack: None, tmp_path: Path) -> None:
     assert str(session.turns[0]["agent_text"]).strip() and session.audible().size > 50
 
 
-async def test_a_pause_inside_the_turn_does_not_split_it(stack: None, tmp_path: Path) -> None:
-    """A reply prepared at a 400 ms pause is withdrawn when the user goes on: one turn, both parts."""
-    first, second = english()[5], english()[6]
-    settings = EdgeSettings(max_tokens=20, pause_ms=200)
+async def test_a_held_reply_plays_only_once_the_turn_is_over(stack: None, tmp_path: Path) -> None:
+    """Prepared at the 200 ms pause, held through 3 s of silence, played the moment the turn ends."""
+    rec = english()[4]
+    settings = EdgeSettings(max_tokens=20, pause_ms=200, silence_ms=3000)
 
     async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
-        for frame in frames_of(silence(0.3) + first.pcm() + silence(0.4) + second.pcm() + silence(1.0)):
+        for frame in frames_of(silence(0.3) + rec.pcm() + silence(3.5)):
             yield frame
         async for frame in while_(lambda: conversation.busy):
             yield frame
 
-    conversation, _ = await converse(settings, tmp_path, frames)
-    assert len(conversation.turns) == 1, conversation.turns
-    turn = conversation.turns[0]
+    _, session = await converse(settings, tmp_path, frames)
+    assert len(session.turns) == 1, session.turns
+    t = session.turns[0]["t_ms"]
+    assert isinstance(t, dict)
+    # Generated while held: the first words came long before the turn was over...
+    assert t["speech_end"] < t["held"] < t["first_token"] < t["released"] == t["end_of_turn"], t
+    assert t["end_of_turn"] - t["speech_end"] >= 3000 - 2 * FRAME_MS, t
+    # ...and nothing was heard before it; then the reply played at once.
+    audible = session.audible()
+    assert audible.size and audible[0] >= t["end_of_turn"] - FRAME_MS, (audible[:3], t)
+    assert t["first_audio"] - t["end_of_turn"] <= 2 * FRAME_MS and audible[0] <= t["first_audio"] + 200, t
+
+
+async def test_a_held_reply_is_withdrawn_when_the_user_goes_on(stack: None, tmp_path: Path) -> None:
+    """A reply prepared at a 900 ms pause is withdrawn when the user goes on: one turn, one reply."""
+    first, second = english()[1], english()[4]
+    settings = EdgeSettings(max_tokens=20, pause_ms=200, silence_ms=1500)
+
+    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
+        for frame in frames_of(silence(0.3) + first.pcm() + silence(0.9) + second.pcm() + silence(2.0)):
+            yield frame
+        async for frame in while_(lambda: conversation.busy):
+            yield frame
+
+    conversation, session = await converse(settings, tmp_path, frames)
+    assert len(session.turns) == 1, session.turns
+    turn = session.turns[0]
     assert wer(f"{first.text} {second.text}", str(turn["user_text"])) <= MAX_CLIP_WER
+    # The report names the withdrawn reply: the first part, prepared and dropped.
+    withdrawn = turn.get("withdrawn")
+    assert isinstance(withdrawn, list) and len(withdrawn) == 1, turn
+    assert wer(first.text, str(withdrawn[0]["user_text"])) <= MAX_CLIP_WER, withdrawn
+    w = withdrawn[0]["t_ms"]
+    assert w["held"] < w["withdrawn"] and "first_audio" not in w, w
     # The model's context has the whole turn once, and nothing of the withdrawn reply.
-    assert [m.role for m in conversation.llm.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
+    history = conversation.llm.history
+    assert [m.role for m in history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
+    assert history[0].content == turn["user_text"]
+    assert history[1].content == conversation.finished[0].agent_text
+    # Nothing was heard before the end of the whole turn.
     t = turn["t_ms"]
-    assert isinstance(t, dict) and t["first_audio"] >= t["speech_end"]
+    assert isinstance(t, dict)
+    audible = session.audible()
+    assert audible.size and audible[0] >= t["end_of_turn"] - FRAME_MS, (audible[:3], t)
