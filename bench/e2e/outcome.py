@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 @dataclass
 class Outcome:
     clip: str
+    reference: str = ""  # what the user said
+    heard: str = ""  # what the agent transcribed of it, all turns joined
     latency_ms: float | None = None  # None: no reply after the end of speech (a failure)
     stages_ms: dict[str, float] = field(default_factory=dict)
     turns: int = 0

@@ -35,6 +35,7 @@ class Clip:
 
     id: str
     pcm: bytes
+    text: str  # what is said (the recording's reference transcript)
     pauses_ms: tuple[int, ...] = ()
 
 
@@ -48,7 +49,7 @@ def cards(limit: int | None = None) -> list[Recording]:
 
 
 def whole(rec: Recording) -> Clip:
-    return Clip(rec.id, rec.pcm())
+    return Clip(rec.id, rec.pcm(), rec.text)
 
 
 def paused(rec: Recording) -> Clip:
@@ -64,7 +65,7 @@ def paused(rec: Recording) -> Clip:
         pieces += [audio[at:cut], np.zeros(_RATE_HZ * pause_ms // 1000, np.float32)]
         at = cut
     pieces.append(audio[at:])
-    return Clip(f"{rec.id}+pauses", to_pcm(np.concatenate(pieces)), tuple(p for _, p in cuts))
+    return Clip(f"{rec.id}+pauses", to_pcm(np.concatenate(pieces)), rec.text, tuple(p for _, p in cuts))
 
 
 def _quietest(audio: np.ndarray, end_s: float) -> int:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.e2e.outcome import Run
-from tests.speech import REPO
+from tests.speech import REPO, corpus_wer
 
 RESULTS = REPO / "bench" / "results"
 STAGES = ("VAD end", "endpoint", "final transcript", "first token", "first audio", "playback")
@@ -33,6 +33,12 @@ def _cut_offs(run: Run) -> str:
     return f"{sum(o.cut_off for o in run.outcomes)}/{len(run.outcomes)}"
 
 
+def _user_wer(run: Run) -> str:
+    """Word error rate of what the agent transcribed of the user, over the clips it ran on."""
+    pairs = [(o.reference, o.heard) for o in run.outcomes if o.reference]
+    return f"{corpus_wer(pairs):.3f}" if pairs else "-"
+
+
 def _merged(runs: list[Run], row: str, sets: tuple[str, ...]) -> Run | None:
     parts = [r for r in runs if r.row == row and r.set in sets]
     if len(parts) < 2:
@@ -42,7 +48,7 @@ def _merged(runs: list[Run], row: str, sets: tuple[str, ...]) -> Run | None:
 
 def latency_table(runs: list[Run]) -> Table:
     table = Table(title="Voice-to-voice latency: true end of speech -> first reply sample (ms)")
-    for column in ("row", "set", "n", "failed", "cut off", "p50", "p95"):
+    for column in ("row", "set", "n", "failed", "cut off", "user WER", "p50", "p95"):
         table.add_column(column, justify="left" if column in ("row", "set") else "right")
     for stage in STAGES:
         table.add_column(f"{stage} p50", justify="right")
@@ -55,7 +61,7 @@ def latency_table(runs: list[Run]) -> Table:
         lat = _latencies(run)
         stages = [[o.stages_ms[s] for o in run.outcomes if s in o.stages_ms] for s in STAGES]
         table.add_row(
-            run.row, run.set, str(len(run.outcomes)), str(_failures(run)), _cut_offs(run),
+            run.row, run.set, str(len(run.outcomes)), str(_failures(run)), _cut_offs(run), _user_wer(run),
             _pct(lat, 50), _pct(lat, 95), *(_pct(values, 50) for values in stages),
         )  # fmt: skip
     return table

@@ -5,8 +5,10 @@ the jitter buffer a sound card plays from (``bench.e2e.speaker``). Latency is re
 files: from the true end of speech in the input to the first reply sample in the output that
 belongs to a reply started after it. A clip with no such reply is a failure: counted, not
 dropped. A clip is cut off when the agent answered before the user was done: it split the
-utterance into two or more turns, or a reply was audible before the true end of speech. No
-room plays the reply back into the input, so the edge client runs no echo canceller.
+utterance into two or more turns, or a reply was audible before the true end of speech. The
+user WER is that of what the agent transcribed of each clip (all its turns joined) against
+the reference: a row that decodes a turn in fragments (held replies, cut-offs) pays for it
+there. No room plays the reply back into the input, so the edge client runs no echo canceller.
 
 Rows: ``smart`` (the end-of-turn model), ``silence`` (the default: --silence-ms 600, and the
 reply prepared from a 200 ms pause on, played once the silence reaches 600 ms), ``unheld``
@@ -96,16 +98,19 @@ def streaming(clip: Clip, command: list[str]) -> Outcome:
         try:
             done = subprocess.run([*command, *args], cwd=REPO, capture_output=True, text=True, timeout=180)
         except subprocess.TimeoutExpired:
-            return Outcome(clip.id, error="voice-agent timed out")
+            return Outcome(clip.id, clip.text, error="voice-agent timed out")
         if done.returncode != 0:
-            return Outcome(clip.id, error=f"voice-agent exited {done.returncode}: {done.stderr[-300:]}")
+            return Outcome(
+                clip.id, clip.text, error=f"voice-agent exited {done.returncode}: {done.stderr[-300:]}"
+            )
         return judge(clip, read_session(out, turns))
 
 
 def judge(clip: Clip, session: Session) -> Outcome:
     """Latency, stages and cut-off of one run of the edge client on ``clip``."""
     end = true_end_ms(clip.pcm)
-    outcome = Outcome(clip.id, turns=len(session.turns))
+    heard = " ".join(str(turn["user_text"]) for turn in session.turns)
+    outcome = Outcome(clip.id, clip.text, heard, turns=len(session.turns))
     times = [t["t_ms"] for t in session.turns]
     assert all(isinstance(t, dict) for t in times)
     loud = loud_windows_ms(session.output, session.output_rate_hz, _SPEECH_DBFS)
@@ -119,11 +124,11 @@ def judge(clip: Clip, session: Session) -> Outcome:
         errors = [str(line["error"]) for line in session.turns if "error" in line]
         outcome.error = "; ".join(errors) or "no reply after the end of speech"
         return outcome
-    heard = loud[loud >= max(end, t["first_audio"] - _FRAME_MS)]
-    if "error" in last or not heard.size:
+    reply = loud[loud >= max(end, t["first_audio"] - _FRAME_MS)]
+    if "error" in last or not reply.size:
         outcome.error = str(last.get("error", "the reply was silent"))
         return outcome
-    outcome.latency_ms = float(heard[0]) - end
+    outcome.latency_ms = float(reply[0]) - end
     marks = [
         ("VAD end", "speech_end"),
         ("endpoint", "end_of_turn"),
@@ -174,7 +179,7 @@ async def sequential(run: Run, recordings: list[Clip], max_tokens: int) -> None:
                 "first token": (replied - transcribed) * 1000,
                 "first audio": (done - replied) * 1000,
             }
-            run.outcomes.append(Outcome(clip.id, sum(stages.values()), stages, turns=1))
+            run.outcomes.append(Outcome(clip.id, clip.text, text, sum(stages.values()), stages, turns=1))
 
 
 def measure(runs: list[Run], name: str, chosen: list[Clip], args: argparse.Namespace) -> None:
