@@ -63,7 +63,7 @@ protos: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services edge_client bench tests
+	$(VENV)/bin/mypy services conversation edge_client bench tests
 
 images: wheels
 	docker compose build

@@ -1,4 +1,4 @@
-"""The conversation: a small state machine over the microphone, the three links and the speaker.
+"""The conversation: a small state machine over the user's audio, the three links and the reply's output.
 
     LISTENING --speech--> HEARING --end of speech--> (final transcript) THINKING
     THINKING --first audio--> SPEAKING --reply played--> LISTENING
@@ -10,10 +10,10 @@ Every turn has an id that goes with its text to the chat service and with its
 text to speech synthesis, and comes back on every delta, audio chunk and done:
 what arrives for a turn that is over is dropped by id, never by timing.
 
-The microphone is never paused: its frames go to the STT stream the whole time.
+The user's audio is never paused: its frames go to the STT stream the whole time.
 
 A reply may start before the end of the user's turn is certain: at the first short
-pause (``--pause-ms``) the utterance is finalised and the reply is generated and
+pause (``pause_ms``) the utterance is finalised and the reply is generated and
 synthesized, but held. If the silence lasts to the end of the turn, the held audio
 plays at once; if the user goes on speaking, the reply is withdrawn (from the
 model's context too) and the next transcript is joined to this one.
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import IO, Protocol
 
-from edge_client.clients import Final, LlmLink, SttLink, TtsLink
-from edge_client.config import MAX_BUFFERED_AUDIO_S, EdgeSettings, pause_ms, silence_ms
-from edge_client.vad import FRAME_MS, Edge, Endpointer
+from conversation.endpointing import FRAME_MS, Edge, Endpointer
+from conversation.links import Final, LlmLink, SttLink, TtsLink
+from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings, pause_ms, silence_ms
 from voice.stt.v1 import stt_pb2
 from voice.tts.v1 import tts_pb2
 
@@ -57,7 +57,7 @@ class State(Enum):
 
 
 class Output(Protocol):
-    """A speaker: the sounddevice one, or a WAV recording."""
+    """Where the reply's audio goes: a front end's speaker, or a WAV recording."""
 
     sample_rate_hz: int
 
@@ -152,7 +152,7 @@ class Turn:
 class Conversation:
     def __init__(
         self,
-        settings: EdgeSettings,
+        settings: ConversationSettings,
         speaker: Output,
         show: Callable[[str, str], None],
         report: IO[str] | None = None,
@@ -173,6 +173,7 @@ class Conversation:
         )
         self.stt = SttLink(
             settings.stt,
+            settings.security,
             self._on_final,
             self._note,
             MAX_BUFFERED_AUDIO_S,
@@ -180,8 +181,12 @@ class Conversation:
         )
         self._smart = smart  # until the STT service says it has no end-of-turn model
         self._stt_heard_at = -1.0  # ms: when the STT service last judged a pause (it heard speech)
-        self.llm = LlmLink(settings.llm, settings.system_prompt, settings.max_tokens, self._note)
-        self.tts = TtsLink(settings.tts, settings.voice, speaker.sample_rate_hz, self._on_tts, self._note)
+        self.llm = LlmLink(
+            settings.llm, settings.security, settings.system_prompt, settings.max_tokens, self._note
+        )
+        self.tts = TtsLink(
+            settings.tts, settings.security, settings.voice, speaker.sample_rate_hz, self._on_tts, self._note
+        )
         self._utterances: list[_Utterance] = []  # awaiting their finals
         self._last: _Utterance | None = None  # the latest utterance
         self._carry = ""  # transcript of a pause the user spoke on after
@@ -228,7 +233,7 @@ class Conversation:
     def _note(self, text: str) -> None:
         self._show("note", text)
 
-    # -- the microphone side -------------------------------------------------------------
+    # -- the user's side -------------------------------------------------------------------
     def start(self) -> None:
         self._tasks = [asyncio.create_task(link.run()) for link in (self.stt, self.llm, self.tts)]
         for task in self._tasks:

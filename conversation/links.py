@@ -21,8 +21,8 @@ from typing import Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from edge_client.channels import open_channel
-from edge_client.vad import FRAME_MS, RATE_HZ
+from conversation.endpointing import FRAME_MS, RATE_HZ
+from services.common.channels import Security, open_channel
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
@@ -75,8 +75,9 @@ class Link(Generic[Item, Req, Resp]):
 
     service = ""
 
-    def __init__(self, address: str, notify: Notify) -> None:
+    def __init__(self, address: str, security: Security, notify: Notify) -> None:
         self.address = address
+        self._security = security
         self._notify = notify
         self._outbox: asyncio.Queue[Item | None] | None = None  # the live stream's, None between streams
         self._closing = False
@@ -109,7 +110,7 @@ class Link(Generic[Item, Req, Resp]):
             outbox: asyncio.Queue[Item | None] = asyncio.Queue()
             opened_at = time.monotonic()
             try:
-                async with open_channel(self.address, options=_CHANNEL_OPTIONS) as channel:
+                async with open_channel(self.address, self._security, _CHANNEL_OPTIONS) as channel:
                     await channel.channel_ready()
                     if not await _serving(channel):
                         raise _Starting(f"the {self.service} service at {self.address} is loading its model")
@@ -196,12 +197,13 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
     def __init__(
         self,
         address: str,
+        security: Security,
         on_final: Callable[[Final], None],
         notify: Notify,
         max_buffer_s: float,
         on_event: Callable[[stt_pb2.SpeechEvent], None] | None = None,
     ) -> None:
-        super().__init__(address, notify)
+        super().__init__(address, security, notify)
         self._on_final = on_final
         # Speech events (the end-of-turn model's decisions); None: not asked for.
         self._on_event = on_event
@@ -327,8 +329,10 @@ class LlmLink(
 
     service = "llm"
 
-    def __init__(self, address: str, system_prompt: str, max_tokens: int, notify: Notify) -> None:
-        super().__init__(address, notify)
+    def __init__(
+        self, address: str, security: Security, system_prompt: str, max_tokens: int, notify: Notify
+    ) -> None:
+        super().__init__(address, security, notify)
         self._config = llm_pb2.ChatConfig(system_prompt=system_prompt, max_tokens=max_tokens)
         self.history: list[llm_pb2.Message] = []
         self._asked: _Asked | None = None
@@ -461,12 +465,13 @@ class TtsLink(
     def __init__(
         self,
         address: str,
+        security: Security,
         voice: str,
         sample_rate_hz: int,
         on_response: Callable[[tts_pb2.StreamingSynthesizeResponse], None],
         notify: Notify,
     ) -> None:
-        super().__init__(address, notify)
+        super().__init__(address, security, notify)
         self._config = tts_pb2.SynthesisConfig(voice=voice, sample_rate_hz=sample_rate_hz)
         self._deliver = on_response
         self._reply: _Reply | None = None
@@ -541,11 +546,11 @@ class TtsLink(
             self._deliver(tts_pb2.StreamingSynthesizeResponse(done=done))
 
 
-async def check_reachable(addresses: dict[str, str], timeout_s: float = 3.0) -> list[str]:
+async def check_reachable(addresses: dict[str, str], security: Security, timeout_s: float = 3.0) -> list[str]:
     """Problems with each service that does not answer its health check in time."""
     problems = []
     for name, address in addresses.items():
-        async with open_channel(address) as channel:
+        async with open_channel(address, security) as channel:
             try:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=timeout_s

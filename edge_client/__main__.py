@@ -14,14 +14,13 @@ from typing import IO
 import grpc
 from rich.console import Console
 
+from conversation import FRAME_MS, Conversation, Output
+from conversation.links import check_reachable
 from edge_client import audio_io, channels
-from edge_client.clients import check_reachable
 from edge_client.config import EdgeSettings, from_args, parser
-from edge_client.conversation import Conversation, Output
 from edge_client.echo import EchoCanceller
 from edge_client.files import WavInput, WavOutput
 from edge_client.room import Room
-from edge_client.vad import FRAME_MS
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 # After the input file, stop once nothing has happened for this long...
@@ -93,13 +92,14 @@ async def run(settings: EdgeSettings) -> int:
     needed = {"llm": settings.llm, "tts": settings.tts}
     if not settings.text:
         needed["stt"] = settings.stt
-    problems = channels.use(settings.security, needed.values()) or await channels.check(needed)
-    problems = problems or await check_reachable(needed)
+    problems = channels.problems(settings.security, needed.values())
+    problems = problems or await channels.check(needed, settings.security)
+    problems = problems or await check_reachable(needed, settings.security)
     for problem in problems:
         show("note", problem)
     if problems:
         return 2
-    if notice := await _llm_notice(settings.llm):
+    if notice := await _llm_notice(settings.llm, settings.security):
         show("note", notice)
 
     room = None
@@ -146,9 +146,9 @@ async def run(settings: EdgeSettings) -> int:
     return 0
 
 
-async def _llm_notice(address: str) -> str:
+async def _llm_notice(address: str, security: channels.Security) -> str:
     """What the chat service says a user should know about its model (a test-grade one, say)."""
-    async with channels.open_channel(address) as channel:
+    async with channels.open_channel(address, security) as channel:
         try:
             info = await llm_pb2_grpc.LlmServiceStub(channel).GetInfo(llm_pb2.GetInfoRequest(), timeout=3)
         except grpc.aio.AioRpcError:

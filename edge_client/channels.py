@@ -1,35 +1,23 @@
-"""The edge client's channels (built in ``services.common.channels``, as the gateway's are) and
-the check that its security settings match what each service speaks."""
+"""The edge client's check that its security settings match what each service speaks (its channels
+are built in ``services.common.channels``, as the conversation's links' and the gateway's are)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import grpc
 
-from services.common import channels
-from services.common.channels import Security, problem
+from services.common.channels import Security, open_channel, problem
 
-__all__ = ["Security", "check", "open_channel", "problem", "use"]
-
-_default = Security()
+__all__ = ["Security", "check", "open_channel", "problem", "problems"]
 
 
-def use(security: Security, addresses: Iterable[str]) -> list[str]:
-    """Make ``security`` the default of ``open_channel``; the problems it has with ``addresses``."""
-    global _default
-    _default = security
+def problems(security: Security, addresses: Iterable[str]) -> list[str]:
+    """The problems ``security`` has with ``addresses``, found before any connection."""
     return [p for address in addresses if (p := problem(security, address)) is not None]
-
-
-def open_channel(
-    address: str, security: Security | None = None, options: Sequence[tuple[str, int | str]] = ()
-) -> grpc.aio.Channel:
-    """A channel to ``address`` with ``security`` (default: what ``use`` set); ConfigError if it cannot be."""
-    return channels.open_channel(address, security or _default, options)
 
 
 # A cheap call that needs the token, per service.
@@ -61,14 +49,11 @@ def _speaks_tls(address: str, timeout_s: float) -> bool | None:
         raw.close()
 
 
-async def check(
-    addresses: dict[str, str], security: Security | None = None, timeout_s: float = 3.0
-) -> list[str]:
+async def check(addresses: dict[str, str], security: Security, timeout_s: float = 3.0) -> list[str]:
     """What stops ``security`` from working with each service: a TLS mismatch, a refused token.
 
     Unreachable or still loading services are left out; the health check reports those.
     """
-    security = security or _default
     problems = []
     for name, address in addresses.items():
         async with open_channel(address, security) as channel:

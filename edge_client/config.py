@@ -4,73 +4,39 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from edge_client.channels import Security
+from conversation.settings import (
+    DEFAULT_BARGE_IN_MS,
+    DEFAULT_FALLBACK_SILENCE_MS,
+    DEFAULT_LLM,
+    DEFAULT_PAUSE_MS,
+    DEFAULT_RESUME_MS,
+    DEFAULT_SILENCE_MS,
+    DEFAULT_STT,
+    DEFAULT_TTS,
+    DEFAULT_TURN_DETECTOR,
+    DEFAULT_VAD_AGGRESSIVENESS,
+    TURN_DETECTORS,
+    ConversationSettings,
+)
+from services.common.channels import Security
 
-DEFAULT_STT = "127.0.0.1:50051"
-DEFAULT_LLM = "127.0.0.1:50052"
-DEFAULT_TTS = "127.0.0.1:50053"
-# Silence that ends the user's turn. The services decode during it, so a shorter
-# wait cuts latency but splits slow speakers' sentences; see bench/e2e.
-DEFAULT_SILENCE_MS = 600
-# How the end of the user's turn is decided. "smart": at each short pause the STT
-# service's end-of-turn model (Smart Turn) judges the audio; a complete turn ends at
-# once, an incomplete one waits for more speech or, at the latest, the fallback silence.
-# "silence": the turn ends after silence_ms of silence.
-# Silence is the default: on the dev clips here the model judged read sentences unfinished
-# as often as finished, so it waited the fallback and was slower (see bench/e2e).
-TURN_DETECTORS = ("smart", "silence")
-DEFAULT_TURN_DETECTOR = "silence"
-# The silence that ends a turn the model judged incomplete (with "smart").
-DEFAULT_FALLBACK_SILENCE_MS = 1600
-# With "silence", a pause this long finalises the utterance and starts a reply, held
-# until the silence reaches silence_ms (and withdrawn if the user goes on). On 2 cores
-# it took the dev and short clips' p50 from 1060 to 825 ms (bench/e2e's unheld and
-# silence rows); a pause inside a sentence costs a withdrawn reply's work. Not with
-# "smart": the end of utterance at the pause would come before the model judged the turn.
-DEFAULT_PAUSE_MS = 200
-DEFAULT_VAD_AGGRESSIVENESS = 2
-# Voiced audio that starts an utterance: webrtcvad holds a click voiced for 4 frames (120 ms).
-DEFAULT_MIN_SPEECH_MS = 150
-DEFAULT_PRE_ROLL_MS = 300
-# Voiced sound while the agent talks, this much within twice this time, pauses the reply
-# (silence between does not count, so a cough's quiet tail adds nothing)...
-DEFAULT_BARGE_IN_MS = 300
-# ...and once the user has been quiet this long with no words transcribed, the reply goes
-# on where it stopped. It is longer than the silence that ends a turn plus a final's decode.
-DEFAULT_RESUME_MS = 1200
 # The voice's own rate: no resampling on either side.
 DEFAULT_OUTPUT_RATE_HZ = 22050
 # The simulated room of file mode (--echo-db): the echo's delay. The microphone frame
 # after the one being played is the earliest that can hear it, hence the floor.
 DEFAULT_ECHO_DELAY_MS = 80
 MIN_FILE_ECHO_DELAY_MS = 35
-# Microphone audio kept while the STT service is unreachable.
-MAX_BUFFERED_AUDIO_S = 120.0
 
 
 @dataclass(frozen=True)
-class EdgeSettings:
-    stt: str = DEFAULT_STT
-    llm: str = DEFAULT_LLM
-    tts: str = DEFAULT_TTS
+class EdgeSettings(ConversationSettings):
+    """The conversation's settings, and the sound devices, files and echo canceller around it."""
+
     input_device: str | None = None
     output_device: str | None = None
-    vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
-    # None: the turn detector's default (``silence_ms()``).
-    silence_ms: int | None = None
-    turn_detector: str = DEFAULT_TURN_DETECTOR
-    # None: the turn detector's default (``pause_ms()``), off where silence_ms is not longer; 0: off.
-    pause_ms: int | None = None
-    min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
-    pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
-    barge_in_ms: int = DEFAULT_BARGE_IN_MS
-    resume_ms: int = DEFAULT_RESUME_MS
-    # "full": the microphone stays live while the agent speaks (barge-in; the echo canceller
-    # takes the agent's own voice out). "half": while the agent speaks the microphone is muted.
-    duplex: str = "full"
     # Echo cancellation of the speaker's sound in the microphone (in full duplex).
     aec: bool = True
     # File mode: a simulated room feeds the recorded output back into the input
@@ -78,31 +44,11 @@ class EdgeSettings:
     echo_db: float | None = None
     echo_delay_ms: int = DEFAULT_ECHO_DELAY_MS
     output_rate_hz: int = DEFAULT_OUTPUT_RATE_HZ
-    voice: str = ""
-    system_prompt: str = ""
-    # 0: the service's default.
-    max_tokens: int = 0
     input_file: Path | None = None
     output_file: Path | None = None
     report_file: Path | None = None
     fast: bool = False
     text: bool = False
-    security: Security = field(default_factory=Security)
-
-    def __post_init__(self) -> None:
-        if self.silence_ms is not None and self.silence_ms <= 0:
-            raise ValueError("--silence-ms must be more than 0; leave it out for the turn detector's default")
-        if self.pause_ms is not None and self.pause_ms < 0:
-            raise ValueError("--pause-ms must be 0 (off) or more")
-        if self.pause_ms and self.turn_detector == "smart":
-            # The held reply ends the STT utterance at the pause, before the model has judged it.
-            raise ValueError("--pause-ms works with --turn-detector silence only; leave out one of them")
-        silence = silence_ms(self.turn_detector) if self.silence_ms is None else self.silence_ms
-        if self.pause_ms and self.pause_ms >= silence:
-            raise ValueError(
-                f"--pause-ms ({self.pause_ms}) must be shorter than --silence-ms ({silence}): the reply "
-                "is prepared at the pause and played when the silence ends the turn (0: no pause)"
-            )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -213,16 +159,6 @@ def parser() -> argparse.ArgumentParser:
         "--token", default=env("VOICE_AGENT_TOKEN", ""), help="access token (env VOICE_AGENT_TOKEN)"
     )
     return p
-
-
-def silence_ms(turn_detector: str) -> int:
-    """The default silence that ends a turn with ``turn_detector``."""
-    return DEFAULT_FALLBACK_SILENCE_MS if turn_detector == "smart" else DEFAULT_SILENCE_MS
-
-
-def pause_ms(turn_detector: str) -> int:
-    """The default pause that prepares a held reply with ``turn_detector`` (0: none)."""
-    return 0 if turn_detector == "smart" else DEFAULT_PAUSE_MS
 
 
 def from_args(args: argparse.Namespace) -> EdgeSettings:

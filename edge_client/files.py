@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from conversation.endpointing import FRAME_MS, RATE_HZ
 from edge_client.room import Room
-from edge_client.vad import FRAME_MS, RATE_HZ
 from services.common.audio import float_to_pcm16, pcm16_to_float, resample
 
 FRAME_SAMPLES = RATE_HZ * FRAME_MS // 1000

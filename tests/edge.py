@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from conversation.core import Conversation
+from conversation.endpointing import FRAME_MS
 from edge_client.config import EdgeSettings
-from edge_client.conversation import Conversation
 from edge_client.files import WavOutput
-from edge_client.vad import FRAME_MS
 from tests.speech import REPO
 
 RATE_HZ = 16000

@@ -13,9 +13,10 @@ import grpc
 import numpy as np
 import soxr
 
-from edge_client.config import DEFAULT_RESUME_MS, DEFAULT_SILENCE_MS, EdgeSettings
-from edge_client.conversation import Conversation, State
-from edge_client.vad import FRAME_MS
+from conversation.core import Conversation, State
+from conversation.endpointing import FRAME_MS
+from conversation.settings import DEFAULT_RESUME_MS, DEFAULT_SILENCE_MS
+from edge_client.config import EdgeSettings
 from services.common.audio import pcm16_to_float
 from tests.containers.conftest import compose
 from tests.edge import (

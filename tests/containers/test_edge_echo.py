@@ -13,12 +13,12 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from conversation.core import Conversation, State
+from conversation.endpointing import FRAME_MS
 from edge_client.config import EdgeSettings
-from edge_client.conversation import Conversation, State
 from edge_client.echo import EchoCanceller
 from edge_client.files import WavOutput
 from edge_client.room import Room
-from edge_client.vad import FRAME_MS
 from tests.edge import command, read_session, silence, voice_agent
 from tests.speech import REPO, english, wer
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from conversation.endpointing import Endpointer
 from edge_client.audio_io import Microphone, Speaker
 from edge_client.echo import EchoCanceller
-from edge_client.vad import Endpointer
 from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, virtual_audio
 from tests.room_jack import RoomAudio
 from tests.speech import english

@@ -1,4 +1,4 @@
-"""The edge client's links against real services that fail: a stream that dies, a service that restarts.
+"""The conversation's links against real services that fail: a stream that dies, a service that restarts.
 
 Each case would hang, lose a message or say a reply twice if a link let the
 request iterator of a dead stream take what was meant for the next one.
@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
-from edge_client.clients import Final, LlmLink, SttLink, TtsLink
+from conversation.links import Final, LlmLink, SttLink, TtsLink
+from services.common.channels import Security
 from services.common.server import VoiceServer, build_server
 from services.llm.config import LlmSettings
 from services.llm.engines.local import LocalEngine
@@ -117,7 +118,7 @@ def llm_register(servicer: LlmServicer) -> Callable[[grpc.aio.Server], None]:
 async def test_a_turn_after_a_restart_while_silent_is_answered(llm_engine: LocalEngine) -> None:
     """The service restarts while nobody speaks; the next turn goes on the new stream, not the dead one."""
     port, notes = free_port(), list[str]()
-    link = LlmLink(f"127.0.0.1:{port}", "", 12, notes.append)
+    link = LlmLink(f"127.0.0.1:{port}", Security(), "", 12, notes.append)
     servicer = LlmServicer(llm_engine, LlmSettings(engine="local"))
     async with running(link):
         async with server_on(port, llm_register(servicer), LLM_SERVICE):
@@ -136,7 +137,7 @@ async def test_a_turn_after_a_restart_while_silent_is_answered(llm_engine: Local
 async def test_a_turn_cut_before_its_first_word_is_asked_again_once(llm_engine: LocalEngine) -> None:
     port, notes = free_port(), list[str]()
     servicer = FailingStreams(llm_engine, fail=2, after=0)
-    link = LlmLink(f"127.0.0.1:{port}", "", 12, notes.append)
+    link = LlmLink(f"127.0.0.1:{port}", Security(), "", 12, notes.append)
     async with server_on(port, llm_register(servicer), LLM_SERVICE), running(link):
         events = await whole_turn(link, "Say hello.", 1)
     ends = [e for e in events if e.HasField("turn_end")]
@@ -152,7 +153,7 @@ async def test_a_turn_cut_after_its_first_words_ends_with_them_and_the_next_is_a
 ) -> None:
     port, notes = free_port(), list[str]()
     servicer = FailingStreams(llm_engine, fail=1, after=2)
-    link = LlmLink(f"127.0.0.1:{port}", "", 24, notes.append)
+    link = LlmLink(f"127.0.0.1:{port}", Security(), "", 24, notes.append)
     async with server_on(port, llm_register(servicer), LLM_SERVICE), running(link):
         cut = await whole_turn(link, "Tell me a story about a cat.", 1)
         nxt = await whole_turn(link, "Say hello.", 2)
@@ -216,7 +217,7 @@ async def test_speech_lost_with_its_stream_goes_on_from_where_it_stopped(tts_eng
     port, notes = free_port(), list[str]()
     servicer = FailingTts(tts_engine)
     got: list[tts_pb2.StreamingSynthesizeResponse] = []
-    link = TtsLink(f"127.0.0.1:{port}", "", 16000, got.append, notes.append)
+    link = TtsLink(f"127.0.0.1:{port}", Security(), "", 16000, got.append, notes.append)
     register = lambda server: tts_pb2_grpc.add_TtsServiceServicer_to_server(servicer, server)  # noqa: E731
     sentences = ["The first sentence is here.", " The second one follows it.", " And a third ends it."]
     async with server_on(port, register, TTS_SERVICE), running(link):
@@ -238,7 +239,7 @@ async def test_a_cancelled_turns_done_names_that_turn(tts_engine: Any) -> None:
     port = free_port()
     register = lambda server: tts_pb2_grpc.add_TtsServiceServicer_to_server(servicer, server)  # noqa: E731
     got: list[tts_pb2.StreamingSynthesizeResponse] = []
-    link = TtsLink(f"127.0.0.1:{port}", "", 16000, got.append, lambda _: None)
+    link = TtsLink(f"127.0.0.1:{port}", Security(), "", 16000, got.append, lambda _: None)
     async with server_on(port, register, TTS_SERVICE), running(link):
         await until(lambda: link.connected)
         link.text("A reply that the user will not hear, because it is withdrawn.", 1)
@@ -269,7 +270,7 @@ async def test_an_exception_in_a_link_is_reported_and_the_link_restarts(
             raise RuntimeError("a bug in the conversation")
 
     clip = english()[5]
-    link = SttLink(f"127.0.0.1:{port}", on_final, notes.append, 120)
+    link = SttLink(f"127.0.0.1:{port}", Security(), on_final, notes.append, 120)
     with caplog.at_level(logging.ERROR):
         async with server_on(port, register, STT_SERVICE), running(link):
             await until(lambda: link.connected)

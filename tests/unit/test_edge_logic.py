@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_client.clients import SttLink
-from edge_client.config import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS, EdgeSettings, from_args, parser
-from edge_client.conversation import Turn, _Piece
+from conversation.core import Turn, _Piece
+from conversation.endpointing import FRAME_MS, Edge, Endpointer
+from conversation.links import SttLink
+from conversation.settings import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS
+from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.files import WavInput, WavOutput
-from edge_client.vad import FRAME_MS, Edge, Endpointer
+from services.common.channels import Security
 from tests.edge import silence, write_wav
 from tests.noise import burst
 from tests.speech import english
@@ -86,7 +88,7 @@ async def test_a_fast_input_waits_while_held(tmp_path: Path) -> None:
 
 
 async def test_stt_audio_is_kept_until_its_final_arrives_and_goes_only_on_the_live_stream() -> None:
-    link = SttLink("127.0.0.1:1", lambda final: None, lambda note: None, max_buffer_s=10)
+    link = SttLink("127.0.0.1:1", Security(), lambda final: None, lambda note: None, max_buffer_s=10)
     for _ in range(10):
         link.send_audio(b"\x01\x00" * 480)
     link.end_utterance()

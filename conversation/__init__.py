@@ -1,0 +1,14 @@
+"""The conversation core: endpointing, turns, held replies, barge-in and resume, and the links
+to the STT, LLM and TTS services, with no sound-device, browser or protocol code in it.
+
+A front end (the edge client's sound card or files; later a browser page or a wire
+protocol) only moves audio and events in and out: it feeds 16 kHz mono 16-bit frames of
+30 ms to ``Conversation.feed`` (or ``listen``), plays the reply's audio that the
+conversation writes to its ``Output``, and shows the events it is told of.
+"""
+
+from conversation.core import Conversation, Output, State, Turn
+from conversation.endpointing import FRAME_MS, RATE_HZ
+from conversation.settings import ConversationSettings
+
+__all__ = ["FRAME_MS", "RATE_HZ", "Conversation", "ConversationSettings", "Output", "State", "Turn"]
