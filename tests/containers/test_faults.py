@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conversation.core import Conversation, State, Turn
 from edge_client.config import EdgeSettings
-from edge_client.conversation import Conversation, State, Turn
 from tests.containers.conftest import compose
 from tests.containers.test_edge_e2e import speaking_for, while_
 from tests.edge import converse, frames_of, played_in_order, silence
