@@ -118,7 +118,7 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
                             "open a new stream to go on"
                         )
                 elif kind == "end_of_utterance":
-                    await session.finalize()
+                    await session.finalize(answer=True)
                 elif kind == "config":
                     raise InvalidArgument("`config` may only be the first message of a stream")
             await session.add_audio(resampler.flush())

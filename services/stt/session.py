@@ -102,6 +102,10 @@ class _Utterance:
     last_interim: str = ""
     interim_started_at: float = 0.0
     turn_judged_at: int = -1  # last_voiced of the pause the turn detector last judged
+    opened: int = field(init=False)  # stream sample index where the utterance began (before trims)
+
+    def __post_init__(self) -> None:
+        self.opened = self.start
 
     @property
     def started(self) -> bool:
@@ -313,12 +317,20 @@ class RecognizeSession:
             self._emit(SpeechEvent(kind, pause / SAMPLE_RATE_HZ, utt.index, probability))
         self._maybe_judge_turn()
 
-    async def finalize(self) -> None:
-        """End the current utterance: emit its final (if it held speech) and start the next."""
+    async def finalize(self, answer: bool = False) -> None:
+        """End the current utterance: emit its final (if it held words) and start the next.
+
+        ``answer``: the client asked (end of utterance) and waits, so a final comes whatever
+        was heard: an empty one over the utterance's audio when it held no words.
+        """
         utt = self._utt
-        self._utt = _Utterance(index=utt.index + int(utt.has_speech), start=self._total)
+        self._utt = _Utterance(index=utt.index + int(utt.has_speech or answer), start=self._total)
         in_flight, self._decodes = self._decodes, []
         if not utt.has_speech:
+            if answer:
+                span = utt.opened / SAMPLE_RATE_HZ, self._total / SAMPLE_RATE_HZ
+                heard = Transcript("", self._config.language or "", *span)
+                self._emit(Result(heard, is_final=True, stability=1.0, utterance_index=utt.index))
             return
         started = time.perf_counter()
         # A decode that covers all the speech may already be the final; the others are superseded.
@@ -337,8 +349,15 @@ class RecognizeSession:
                 f"transcribing utterance {utt.index} failed ({type(exc).__name__}); see the service log"
             ) from exc
         STAGE_LATENCY.labels("stt", "finalize").observe(time.perf_counter() - started)
-        if utt.best[1].text:
-            self._emit(Result(utt.best[1], is_final=True, stability=1.0, utterance_index=utt.index))
+        heard = utt.best[1]
+        if not heard.text and answer:
+            # Speech to the voice detector, none to the model (a cough, a breath): still answered.
+            assert utt.speech_start is not None
+            heard = replace(
+                heard, start_s=utt.speech_start / SAMPLE_RATE_HZ, end_s=utt.last_voiced / SAMPLE_RATE_HZ
+            )
+        if heard.text or answer:
+            self._emit(Result(heard, is_final=True, stability=1.0, utterance_index=utt.index))
 
     async def close(self) -> None:
         """Finalise what is pending and wait for in-flight decodes."""

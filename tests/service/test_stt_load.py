@@ -26,6 +26,7 @@ def _check(ends: list[StreamEnd]) -> None:
     """Each stream a final with words, or a status with a message; the words those of the clips."""
     for end in ends:
         assert end.answered, f"{end.recording.id}: the stream ended OK with no final"
+        assert len(end.finals) <= 1, (end.recording.id, end.finals)  # one end of utterance, one final
         if end.finals:
             assert normalize(" ".join(end.finals)), (end.recording.id, end.finals)
         else:

@@ -16,6 +16,7 @@ from services.common.audio import pcm16_to_float
 from services.stt.config import SttSettings
 from services.stt.engines.faster_whisper import FasterWhisperEngine
 from services.stt.models import tiny_en_path
+from tests.noise import recorded
 from tests.servers import stt_stub
 from tests.speech import corpus_wer, english, normalize, wer
 from tests.stt_client import requests_for, silence, stream
@@ -142,14 +143,19 @@ async def test_word_time_offsets(stub: stt_pb2_grpc.SttServiceStub) -> None:
     [
         silence(3.0),
         (np.random.default_rng(1).normal(0, 0.05 * 32767, 48000)).astype("<i2").tobytes(),
+        recorded("trash-empty") + silence(1.0),
     ],
-    ids=["silence", "white-noise"],
+    ids=["silence", "white-noise", "paper"],
 )
 async def test_silence_and_noise_give_no_text(stub: stt_pb2_grpc.SttServiceStub, audio: bytes) -> None:
+    """Its end of utterance is still answered: one empty final over the audio it asked about."""
     outcome = await stream(
         stub, stt_pb2.RecognitionConfig(sample_rate_hz=16000, interim_results=True), [audio]
     )
-    assert outcome.finals == [] and outcome.interims == []
+    assert [f.transcript for f in outcome.finals] == [""] and outcome.interims == []
+    final = outcome.finals[0]
+    assert final.start_ms <= 1000 and final.end_ms >= 1000, final
+    assert final.end_ms <= len(audio) * 1000 // 32000 + 100, final
 
 
 async def test_an_empty_stream_ends_ok_with_no_results(stub: stt_pb2_grpc.SttServiceStub) -> None:

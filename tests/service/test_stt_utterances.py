@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import grpc
 import numpy as np
@@ -122,11 +123,13 @@ async def test_a_replayed_burst_does_not_hold_up_another_stream(stub: stt_pb2_gr
 
 
 class FailingEngine:
-    """The real engine, except that its first ``failures`` decodes raise."""
+    """The real engine, except that its first ``failures`` decodes raise, and that it finds no
+    words while ``wordless`` (as Whisper drops speech it judges silence)."""
 
     def __init__(self, engine: SttEngine, failures: int) -> None:
         self._engine = engine
         self.failures = failures
+        self.wordless = False
         self.info = engine.info
 
     def load(self) -> None:
@@ -139,7 +142,8 @@ class FailingEngine:
         if self.failures > 0:
             self.failures -= 1
             raise RuntimeError("the model ran out of memory")
-        return self._engine.transcribe(audio, language, word_timestamps, beam_size)
+        transcript = self._engine.transcribe(audio, language, word_timestamps, beam_size)
+        return replace(transcript, text="", words=[]) if self.wordless else transcript
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +188,19 @@ async def test_a_failed_final_is_logged_and_ends_the_stream_internal(
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "transcribing utterance 0 failed" in (err.value.details() or "")
     assert _decode_errors(caplog), "the failed decode was not logged"
+
+
+async def test_speech_the_model_finds_no_words_in_is_still_answered(
+    failing: tuple[FailingEngine, stt_pb2_grpc.SttServiceStub],
+) -> None:
+    """The end of utterance gets its final, an empty one over the speech, not silence."""
+    engine, stub = failing
+    rec = english()[1]
+    engine.wordless = True
+    try:
+        outcome = await stream(stub, CONFIG, [silence(1.0) + rec.pcm()])
+    finally:
+        engine.wordless = False
+    assert [f.transcript for f in outcome.finals] == [""], outcome.finals
+    final = outcome.finals[0]
+    assert 700 <= final.start_ms < final.end_ms <= 1000 + rec.duration_s * 1000, final
