@@ -192,8 +192,8 @@ def measure(runs: list[Run], name: str, chosen: list[Clip], args: argparse.Names
     for clip in chosen:
         for row, run in by_row.items():
             run.outcomes.append(outcome := streaming(clip, edge_args(row, args.silence_ms, args.max_tokens)))
-            if outcome.error:
-                print(f"{row} {clip.id}: {outcome.error}", file=sys.stderr)
+            latency = "-" if outcome.latency_ms is None else f"{outcome.latency_ms:.0f} ms"
+            print(f"{name} {row} {clip.id}: {outcome.error or latency}", file=sys.stderr, flush=True)
     # The sequential design has no turn-taking (it waits 810 ms, whatever was said): no paused set.
     if "sequential" in args.rows and name != "paused":
         runs.append(run := Run("sequential", name))
