@@ -92,7 +92,8 @@ def _security_args(secure: bool, index: int) -> list[str]:
     """TLS, and a token per conversation (each person has their own, so each has its limits)."""
     if not secure:
         return []
-    tokens = [line.partition(":")[2] for line in (CERTS / "tokens").read_text().split() if ":" in line]
+    entries = [line.partition(":") for line in (CERTS / "tokens").read_text().split() if ":" in line]
+    tokens = [token for name, _, token in entries if name != "gateway"]  # the gateway's own is not a person's
     return ["--tls", "--ca", str(CERTS / "ca.crt"), "--token", tokens[index % len(tokens)]]
 
 
@@ -103,6 +104,7 @@ def run_load(count: int, turns: int, stagger_s: float, secure: bool, max_tokens:
         folder = Path(tmp)
         procs = []
         stats.start()
+        print(f"{count} conversations at once, {turns} turns each ...", file=sys.stderr, flush=True)
         for i in range(count):
             command = [
                 sys.executable, "-m", "edge_client", "--input", str(_input(folder, i, turns)),
@@ -129,6 +131,10 @@ def run_load(count: int, turns: int, stagger_s: float, secure: bool, max_tokens:
                 load.add("llm first token", t["first_token"] - t["transcript_final"])
                 load.add("tts first audio", t["first_audio"] - t["first_token"])
     load.cpu_percent, load.memory_mib = stats.cpu, stats.memory
+    print(
+        f"{count} at once: {load.answered}/{load.turns} turns answered, {load.refusals} refused",
+        file=sys.stderr,
+    )
     return load
 
 
