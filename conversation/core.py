@@ -5,6 +5,7 @@
     THINKING/SPEAKING --voiced sound past the barge-in time--> paused
     paused --words transcribed--> HEARING (turn cut short, the model keeps what was heard)
     paused --quiet, no words (a cough, a door)--> the reply goes on where it stopped
+    paused --only a backchannel ("mm-hmm", "yeah")--> the reply goes on; it is no turn
 
 Every turn has an id that goes with its text to the chat service and with its
 text to speech synthesis, and comes back on every delta, audio chunk and done:
@@ -31,7 +32,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import IO, Protocol
 
+from conversation.backchannel import Backchannels, words
 from conversation.endpointing import FRAME_MS, Edge, Endpointer
+from conversation.judge import Verdict, judge
 from conversation.links import Final, LlmLink, SttLink, TtsLink
 from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings, pause_ms, silence_ms
 from voice.stt.v1 import stt_pb2
@@ -47,6 +50,8 @@ _QUIET_FOR_DECISION_MS = 90
 _SAME_PAUSE_MS = 180
 # A final with words comes this soon after its end of utterance (the decode started in the silence).
 _FINAL_AFTER_EOU_MS = 1000
+# With "bounded": the end-of-turn model's probability from which finished words end the turn at once.
+_DONE_PROBABILITY = 0.5
 
 
 class State(Enum):
@@ -90,6 +95,7 @@ class _Utterance:
     ended_at: float = 0.0  # ms: when the turn was judged over
     sent_at: float = 0.0  # ms: when its end of utterance went to the STT service
     continued: bool = False  # the user went on after its pause
+    over_reply: bool = False  # it began while the agent was thinking or speaking
 
 
 @dataclass
@@ -102,6 +108,8 @@ class Turn:
     interrupted: bool = False
     heard_text: str = ""  # set when interrupted: what was played before the cut
     withdrawn: list[dict[str, object]] = field(default_factory=list)  # held replies this one replaced
+    backchannels: list[str] = field(default_factory=list)  # what the user said over it that was no turn
+    judged: list[dict[str, object]] = field(default_factory=list)  # the user's pauses, as judged (bounded)
     tentative: bool = False  # the user may not be done: audio is held, not played
     retracted: bool = False  # the user went on: the turn never happened
     paused: bool = False  # sound from the user: playback stopped until it proves to be words or not
@@ -146,6 +154,10 @@ class Turn:
             line["error"] = self.error
         if self.withdrawn:
             line["withdrawn"] = self.withdrawn
+        if self.backchannels:
+            line["backchannels"] = self.backchannels
+        if self.judged:
+            line["judged"] = self.judged
         return line
 
 
@@ -165,10 +177,12 @@ class Conversation:
         self.turns: list[dict[str, object]] = []  # report lines
         self.finished: list[Turn] = []
         smart = settings.turn_detector == "smart"
+        self._bounded = settings.turn_detector == "bounded"
+        self._silence_ms = settings.silence_ms or silence_ms(settings.turn_detector)
         self._endpointer = Endpointer(
             settings.vad_aggressiveness,
             settings.min_speech_ms,
-            settings.silence_ms or silence_ms(settings.turn_detector),
+            self._silence_ms,
             pause_ms(settings.turn_detector) if settings.pause_ms is None else settings.pause_ms,
         )
         self.stt = SttLink(
@@ -177,9 +191,18 @@ class Conversation:
             self._on_final,
             self._note,
             MAX_BUFFERED_AUDIO_S,
-            on_event=self._on_speech_event if smart else None,
+            on_event=self._on_speech_event if smart or self._bounded else None,
+            on_interim=self._on_interim if settings.backchannels or self._bounded else None,
         )
         self._smart = smart  # until the STT service says it has no end-of-turn model
+        self._backchannels = Backchannels(settings.backchannels)
+        self._passed = -1.0  # the turn start of the speech last let pass as a backchannel at its pause
+        # With "bounded": the words decoded at the current pause, the model's probability for it,
+        # and the turn start of the speech whose held reply was prepared from such words.
+        self._heard_so_far: Final | None = None
+        self._probability: float | None = None
+        self._prepared_for = -1.0
+        self._judged: list[dict[str, object]] = []  # this turn's pauses so far, as judged
         self._stt_heard_at = -1.0  # ms: when the STT service last judged a pause (it heard speech)
         self.llm = LlmLink(
             settings.llm, settings.security, settings.system_prompt, settings.max_tokens, self._note
@@ -200,6 +223,7 @@ class Conversation:
         self._skipped_pause = False  # the last pause came while a reply was playing: not acted on
         self._speech_start = 0.0
         self._turn_start = 0.0
+        self._over_reply = False  # the speech began while the agent was thinking or speaking
         self._last_frame_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         # An echo canceller asks for longer speech while it converges.
@@ -285,6 +309,8 @@ class Conversation:
     def _on_boundary(self, edge: Edge, at_ms: float) -> None:
         if edge is Edge.START:
             self._speech_start = self._turn_start = at_ms
+            self._over_reply = self._turn is not None and not self._turn.tentative
+            self._new_pause()
             if self._turn is None:
                 self._set_state(State.HEARING)
             return
@@ -298,15 +324,23 @@ class Conversation:
                 self._skipped_pause = False
                 return
             self._speech_start = at_ms
-            if self._last is not None:
+            self._new_pause()
+            if self._last is not None and not self._bounded:
                 self._last.continued = True
             if self._turn is not None and self._turn.tentative:
-                self._retract(self._turn)
+                # Bounded: the STT utterance goes on, and its final will hold the whole turn.
+                self._retract(self._turn, carry=not self._bounded)
             return
+        if edge is Edge.PAUSE and self._bounded:
+            return  # judged when the words decoded at the pause come (``_on_interim``)
         if edge is Edge.PAUSE or self._last is None or self._last.ended or self._last.continued:
             # The utterance is finalised now; a reply may start, held until the end is sure.
             self._last = _Utterance(
-                self._speech_start, at_ms + FRAME_MS, self._turn_start, sent_at=self.now_ms()
+                self._speech_start,
+                at_ms + FRAME_MS,
+                self._turn_start,
+                sent_at=self.now_ms(),
+                over_reply=self._over_reply,
             )
             self._utterances.append(self._last)
             self.stt.end_utterance()
@@ -333,14 +367,22 @@ class Conversation:
     def _on_speech_event(self, event: stt_pb2.SpeechEvent) -> None:
         """The end-of-turn model judged a pause: a complete turn ends now, not at the fallback silence."""
         self._stt_heard_at = self.now_ms()
-        if event.type != stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN:
+        judged = (stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN, stt_pb2.SPEECH_EVENT_TYPE_TURN_INCOMPLETE)
+        if event.type not in judged:
             return
         # Only the pause it judged: not when the user has spoken again since.
         speech_end = self.stt.time_ms(event.offset_ms)
         if (
             self._endpointer.quiet_ms() < _QUIET_FOR_DECISION_MS
             or self._last_voiced_ms() > speech_end + _SAME_PAUSE_MS
+            or self._over_reply
         ):
+            return
+        if self._bounded:
+            self._probability = event.end_of_turn_probability
+            self._judge_pause()
+            return
+        if event.type != stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN:
             return
         if (boundary := self._endpointer.end_now()) is not None:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
@@ -348,17 +390,87 @@ class Conversation:
     def _last_voiced_ms(self) -> float:
         return self._frames * FRAME_MS - self._endpointer.quiet_ms()
 
+    def _on_interim(self, interim: Final) -> None:
+        """The words so far, decoded at a pause: a backchannel over the reply lets it go on now;
+        with the bounded detector, the user's pause is judged on them."""
+        if (
+            not self._endpointer.speaking
+            or self._endpointer.quiet_ms() < _QUIET_FOR_DECISION_MS
+            or interim.end_ms < self._last_voiced_ms() - _SAME_PAUSE_MS  # words before the last ones
+        ):
+            return
+        turn, text = self._turn, interim.text.strip()
+        if self._over_reply:
+            if turn is not None and turn.paused and not turn.interrupted and text in self._backchannels:
+                self._passed = self._turn_start
+                self._let_pass(text)
+        elif self._bounded and text:
+            self._heard_so_far = interim
+            self._judge_pause()
+
+    def _new_pause(self) -> None:
+        """Speech (again): what was judged of the last pause no longer holds."""
+        self._heard_so_far, self._probability = None, None
+        self._endpointer.set_silence_ms(self._silence_ms)
+
+    def _judge_pause(self) -> None:
+        """Bounded: the pause judged on its words, and on the model's probability once it came.
+
+        The reply is prepared (held) on the words; done ends the turn now, plainly unfinished
+        words wait up to the longest silence, and anything else the normal silence.
+        """
+        heard = self._heard_so_far
+        if heard is None or not self._endpointer.speaking:
+            return
+        verdict = judge(heard.text, self._probability, _DONE_PROBABILITY)
+        record: dict[str, object] = {
+            "words": heard.text.strip(),
+            "probability": None if self._probability is None else round(self._probability, 3),
+            "verdict": verdict.value,
+            "at_ms": round(self.now_ms(), 1),
+        }
+        if self._judged and self._judged[-1]["words"] == record["words"]:
+            self._judged[-1] = record  # the same pause, judged again with the model's probability
+        else:
+            self._judged.append(record)
+        if verdict is Verdict.UNFINISHED:
+            self._endpointer.set_silence_ms(self.settings.max_silence_ms)
+            return
+        self._endpointer.set_silence_ms(self._silence_ms)
+        if self._prepared_for != self._turn_start:
+            self._prepared_for = self._turn_start
+            text = heard.text.strip()
+            self._show("you", text)
+            t_ms = {
+                "speech_start": self._turn_start,
+                "speech_end": self._last_voiced_ms() + FRAME_MS,
+                "transcript_final": self.now_ms(),
+            }
+            self.ask(text, t_ms, tentative=True)
+        if verdict is Verdict.DONE and (boundary := self._endpointer.end_now()) is not None:
+            self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
+
     def _on_final(self, final: Final) -> None:
         # The utterance this final belongs to: the last one that began before its words ended.
         utterance = _Utterance(self._speech_start, final.end_ms, self._turn_start, True, self.now_ms())
         while self._utterances and self._utterances[0].start <= final.end_ms:
             utterance = self._utterances.pop(0)
         text = final.text.strip()
+        if utterance.turn_start == self._prepared_for:
+            self._prepared_for = -1.0
+            turn = self._turn
+            if turn is None or words(text) == words(turn.user_text) or "first_audio" in turn.t_ms:
+                return  # the reply prepared from the words at the pause answers it
+            self._retract(turn, carry=False)  # the final heard more: answer that instead
         if utterance.continued:
             self._carry = f"{self._carry} {text}".strip()
             return
         text, self._carry = f"{self._carry} {text}".strip(), ""
         if not text:
+            return
+        if utterance.over_reply and text in self._backchannels:
+            if utterance.turn_start != self._passed:  # not already let pass at its pause
+                self._let_pass(text)
             return
         self._show("you", text)
         t_ms = {
@@ -379,6 +491,9 @@ class Conversation:
             self._barge_in()  # the user said more before the reply was done: answer that instead
         turn = Turn(text, t_ms, id=next(self._turn_ids), tentative=tentative)
         turn.withdrawn, self._withdrawn = self._withdrawn, []
+        turn.judged = list(self._judged)  # a held turn takes them again when released
+        if not tentative:
+            self._judged = []
         previous = self._turn_task
         if tentative:
             turn.t_ms["held"] = self.now_ms()
@@ -497,13 +612,15 @@ class Conversation:
     def _release(self, turn: Turn) -> None:
         """The user's turn did end: play what was held, and the rest as it comes."""
         turn.tentative = False
+        turn.judged, self._judged = self._judged, []
         turn.t_ms["end_of_turn"] = turn.t_ms["released"] = self.now_ms()
         if turn.audible:
             self._play_rest(turn)
         turn.confirmed.set()
 
-    def _retract(self, turn: Turn) -> None:
-        """The user went on speaking: drop the held reply; the next transcript joins this one."""
+    def _retract(self, turn: Turn, carry: bool = True) -> None:
+        """The user went on speaking: drop the held reply; the next transcript joins this one
+        (``carry``), or holds the whole turn anyway (the STT utterance was not ended)."""
         turn.t_ms["withdrawn"] = self.now_ms()
         record: dict[str, object] = {
             "user_text": turn.user_text,
@@ -512,7 +629,10 @@ class Conversation:
         }
         self._withdrawn += [*turn.withdrawn, record]
         turn.retracted = turn.interrupted = True
-        self._carry = f"{turn.user_text} {self._carry}".strip()
+        if carry:
+            self._carry = f"{turn.user_text} {self._carry}".strip()
+        else:
+            self._prepared_for = -1.0
         self.llm.cancel(turn.id)
         self.tts.cancel(turn.id)
         turn.synthesized.set()
@@ -534,6 +654,18 @@ class Conversation:
         turn.t_ms.pop("barge_in", None)
         turn.t_ms["resumed"] = self.now_ms()
         self._play_rest(turn)
+
+    def _let_pass(self, text: str) -> None:
+        """Only a backchannel over the reply: it goes on (from where it paused), and it is no turn."""
+        self._show("you", f"{text} (the reply goes on)")
+        turn = self._turn
+        if turn is None or turn.tentative or turn.interrupted:
+            return  # the reply it was said over is done
+        turn.backchannels.append(text)
+        turn.t_ms["backchannel"] = self.now_ms()
+        self._turn_over_frame = self._frames  # its voice is no barge-in
+        if turn.paused:
+            self._resume(turn)
 
     def _barge_in(self) -> None:
         """The user said something: the reply ends where it was stopped, and what was heard stays."""

@@ -202,9 +202,12 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
         notify: Notify,
         max_buffer_s: float,
         on_event: Callable[[stt_pb2.SpeechEvent], None] | None = None,
+        on_interim: Callable[[Final], None] | None = None,
     ) -> None:
         super().__init__(address, security, notify)
         self._on_final = on_final
+        # The words decoded at each pause (interims); None: not asked for.
+        self._on_interim = on_interim
         # Speech events (the end-of-turn model's decisions); None: not asked for.
         self._on_event = on_event
         self.turn_detection: bool | None = None  # whether the service judges pauses; None: not asked yet
@@ -257,7 +260,9 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
 
     def _first(self) -> stt_pb2.StreamingRecognizeRequest:
         config = stt_pb2.RecognitionConfig(
-            sample_rate_hz=RATE_HZ, enable_turn_detection=bool(self.turn_detection)
+            sample_rate_hz=RATE_HZ,
+            enable_turn_detection=bool(self.turn_detection),
+            pause_interims=self._on_interim is not None,
         )
         return stt_pb2.StreamingRecognizeRequest(config=config)
 
@@ -290,12 +295,12 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
         if response.HasField("speech_event") and self._on_event is not None:
             self._on_event(response.speech_event)
         for result in response.results:
+            words = Final(result.transcript, self._base_ms + result.start_ms, self._base_ms + result.end_ms)
             if result.is_final:
-                final = Final(
-                    result.transcript, self._base_ms + result.start_ms, self._base_ms + result.end_ms
-                )
-                self._on_final(final)
+                self._on_final(words)
                 self._acknowledge(result)  # only once taken: if that failed, the audio is sent again
+            elif self._on_interim is not None:
+                self._on_interim(words)
 
     def _acknowledge(self, result: stt_pb2.SpeechRecognitionResult) -> None:
         """Forget the audio a final covers, through the end of utterance that asked for it."""

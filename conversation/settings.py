@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from conversation.backchannel import DEFAULT_BACKCHANNELS
 from services.common.channels import Security
 
 DEFAULT_STT = "127.0.0.1:50051"
@@ -18,9 +19,13 @@ DEFAULT_SILENCE_MS = 600
 # "silence": the turn ends after silence_ms of silence.
 # Silence is the default: on the dev clips here the model judged read sentences unfinished
 # as often as finished, so it waited the fallback and was slower (see bench/e2e).
-TURN_DETECTORS = ("smart", "silence")
+# "bounded": at each short pause the words decoded so far and (where the service has it) the
+# model judge the turn: done -> it ends at once; unsure -> after silence_ms; plainly unfinished
+# ("my number is") -> after max_silence_ms. The reply is prepared at the pause, held until then.
+TURN_DETECTORS = ("smart", "silence", "bounded")
 DEFAULT_TURN_DETECTOR = "silence"
-# The silence that ends a turn the model judged incomplete (with "smart").
+# The silence that ends a turn the model judged incomplete (with "smart"), and one whose words
+# are plainly unfinished (with "bounded").
 DEFAULT_FALLBACK_SILENCE_MS = 1600
 # With "silence", a pause this long finalises the utterance and starts a reply, held
 # until the silence reaches silence_ms (and withdrawn if the user goes on). On 2 cores
@@ -53,10 +58,14 @@ class ConversationSettings:
     turn_detector: str = DEFAULT_TURN_DETECTOR
     # None: the turn detector's default (``pause_ms()``), off where silence_ms is not longer; 0: off.
     pause_ms: int | None = None
+    # With "bounded": the silence that ends a turn whose words are plainly unfinished.
+    max_silence_ms: int = DEFAULT_FALLBACK_SILENCE_MS
     min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
     pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
     barge_in_ms: int = DEFAULT_BARGE_IN_MS
     resume_ms: int = DEFAULT_RESUME_MS
+    # Words over a reply that do not stop it and are no turn ("mm-hmm", "yeah"); empty: none.
+    backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
     # "full": the user's audio stays live while the agent speaks (barge-in; the front end takes
     # the agent's own voice out). "half": while the agent speaks the user's audio is muted.
     duplex: str = "full"
@@ -73,8 +82,16 @@ class ConversationSettings:
             raise ValueError("--pause-ms must be 0 (off) or more")
         if self.pause_ms and self.turn_detector == "smart":
             # The held reply ends the STT utterance at the pause, before the model has judged it.
-            raise ValueError("--pause-ms works with --turn-detector silence only; leave out one of them")
+            raise ValueError(
+                "--pause-ms works with --turn-detector silence or bounded; leave out one of them"
+            )
         silence = silence_ms(self.turn_detector) if self.silence_ms is None else self.silence_ms
+        if self.turn_detector == "bounded" and self.pause_ms == 0:
+            raise ValueError("--turn-detector bounded judges your turn at a pause: give --pause-ms above 0")
+        if self.turn_detector == "bounded" and self.max_silence_ms < silence:
+            raise ValueError(
+                f"--max-silence-ms ({self.max_silence_ms}) must be at least --silence-ms ({silence})"
+            )
         if self.pause_ms and self.pause_ms >= silence:
             raise ValueError(
                 f"--pause-ms ({self.pause_ms}) must be shorter than --silence-ms ({silence}): the reply "

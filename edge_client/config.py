@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from conversation.backchannel import DEFAULT_BACKCHANNELS
 from conversation.settings import (
     DEFAULT_BARGE_IN_MS,
     DEFAULT_FALLBACK_SILENCE_MS,
@@ -77,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
         choices=TURN_DETECTORS,
         default=DEFAULT_TURN_DETECTOR,
         help="silence: the silence ends your turn; smart: a model judges each pause (falls back to "
-        "silence where the service has none)",
+        "silence where the service has none); bounded: your words so far and the model judge each "
+        "pause: done ends the turn at once, unsure waits --silence-ms, plainly unfinished "
+        "--max-silence-ms",
     )
     p.add_argument(
         "--silence-ms",
@@ -86,10 +89,17 @@ def parser() -> argparse.ArgumentParser:
         f"the longest wait when it judges you not done ({DEFAULT_FALLBACK_SILENCE_MS})",
     )
     p.add_argument(
+        "--max-silence-ms",
+        type=int,
+        default=DEFAULT_FALLBACK_SILENCE_MS,
+        help="with --turn-detector bounded: the silence that ends a turn whose words are plainly "
+        f'unfinished ("my number is"; {DEFAULT_FALLBACK_SILENCE_MS})',
+    )
+    p.add_argument(
         "--pause-ms",
         type=int,
         help=f"pause after which a reply is prepared, played only if the silence lasts "
-        f"({DEFAULT_PAUSE_MS} with --turn-detector silence; 0: off; not with smart)",
+        f"({DEFAULT_PAUSE_MS} with --turn-detector silence or bounded; 0: off; not with smart)",
     )
     p.add_argument(
         "--barge-in-ms",
@@ -102,6 +112,11 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_RESUME_MS,
         help="quiet after a pause with no words transcribed, after which the agent goes on",
+    )
+    p.add_argument(
+        "--backchannels",
+        help='what you may say over a reply without stopping it ("mm-hmm", "yeah"), comma-separated; '
+        '"" for none (default: a short list in English and Russian)',
     )
     p.add_argument(
         "--duplex",
@@ -183,8 +198,14 @@ def _settings(args: argparse.Namespace) -> EdgeSettings:
         silence_ms=args.silence_ms,
         turn_detector=args.turn_detector,
         pause_ms=args.pause_ms,
+        max_silence_ms=args.max_silence_ms,
         barge_in_ms=args.barge_in_ms,
         resume_ms=args.resume_ms,
+        backchannels=(
+            DEFAULT_BACKCHANNELS
+            if args.backchannels is None
+            else tuple(p.strip() for p in args.backchannels.split(",") if p.strip())
+        ),
         duplex=args.duplex,
         aec=args.aec == "on",
         echo_db=args.echo_db,

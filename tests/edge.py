@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conversation.core import Conversation
+from conversation.core import Conversation, State
 from conversation.endpointing import FRAME_MS
 from edge_client.config import EdgeSettings
 from edge_client.files import WavOutput
@@ -143,3 +143,49 @@ def played_in_order(
         )
         spans.append((int(at[0] - sounding[0]), int(at[-1]) + len(part) - int(sounding[-1])))
     return spans
+
+
+async def while_(condition: Callable[[], bool], limit_s: float = 120) -> AsyncIterator[bytes]:
+    """Silent frames while ``condition`` holds (at most ``limit_s``)."""
+    for _ in range(int(limit_s * 1000 / FRAME_MS)):
+        if not condition():
+            return
+        yield bytes(FRAME_BYTES)
+
+
+def speaking_for(conversation: Conversation, ms: float) -> bool:
+    """The agent has been speaking its reply for ``ms``."""
+    turn = conversation.current
+    start = turn.t_ms.get("first_audio") if turn is not None else None
+    return conversation.state == State.SPEAKING and start is not None and conversation.now_ms() - start >= ms
+
+
+Frames = Callable[[Conversation], AsyncIterator[bytes]]
+
+
+def then_quiet(pcm: bytes, limit_s: float = 120) -> Frames:
+    """``pcm``, then silence while the agent is busy (at most ``limit_s``)."""
+
+    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
+        for frame in frames_of(pcm):
+            yield frame
+        async for frame in while_(lambda: conversation.busy, limit_s):
+            yield frame
+
+    return frames
+
+
+def over_the_reply(question: bytes, said: bytes, spoke_at: list[float], limit_s: float = 120) -> Frames:
+    """``question``, then ``said`` once the reply has played for a second (its start appended to
+    ``spoke_at``), then silence while the agent is busy (at most ``limit_s``)."""
+
+    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
+        for frame in frames_of(question + silence(1.0)):
+            yield frame
+        async for frame in while_(lambda: not speaking_for(conversation, 1000), 15):
+            yield frame
+        spoke_at.append(conversation.now_ms() + FRAME_MS)
+        async for frame in then_quiet(said, limit_s)(conversation):
+            yield frame
+
+    return frames

@@ -15,6 +15,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 REPO = Path(__file__).resolve().parent.parent
 SPEECH_DIR = Path(os.environ.get("VOICE_SPEECH_DIR", REPO.parent / "shared" / "data" / "speech"))
+BACKCHANNEL_DIR = REPO / "tests" / "data" / "backchannels"
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,23 @@ class Recording:
             return bytes(w.readframes(w.getnframes()))
 
 
-@cache
-def recordings() -> list[Recording]:
-    rows = [json.loads(line) for line in (SPEECH_DIR / "manifest.jsonl").read_text().splitlines() if line]
+def _manifest(folder: Path) -> list[Recording]:
+    rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines() if line]
     return [
-        Recording(r["id"], SPEECH_DIR / r["audio"], r["text"], r["duration_s"], r.get("language", "en"))
+        Recording(r["id"], folder / r["audio"], r["text"], r["duration_s"], r.get("language", "en"))
         for r in rows
     ]
+
+
+@cache
+def recordings() -> list[Recording]:
+    return _manifest(SPEECH_DIR)
+
+
+@cache
+def backchannels() -> list[Recording]:
+    """A listener's "okay", "yes", "yeah", "sure", "yep", said by real voices (tests/data/backchannels)."""
+    return _manifest(BACKCHANNEL_DIR)
 
 
 def english() -> list[Recording]:

@@ -10,7 +10,9 @@ user WER is that of what the agent transcribed of each clip (all its turns joine
 the reference: a row that decodes a turn in fragments (held replies, cut-offs) pays for it
 there. No room plays the reply back into the input, so the edge client runs no echo canceller.
 
-Rows: ``smart`` (the end-of-turn model), ``silence`` (the default: --silence-ms 600, and the
+Rows: ``bounded`` (the words decoded at each pause and the end-of-turn model judge it: done
+ends the turn at once, unsure waits 600 ms, plainly unfinished 1600 ms; the reply is prepared
+at the pause and held), ``smart`` (the end-of-turn model), ``silence`` (the default: --silence-ms 600, and the
 reply prepared from a 200 ms pause on, played once the silence reaches 600 ms), ``unheld``
 (silence with --pause-ms 0: the reply is started only at 600 ms),
 ``smart-file`` (smart, recorded without the jitter buffer, to show what it adds),
@@ -51,8 +53,9 @@ LEAD_S, TAIL_S = 0.5, 3.0
 SEQUENTIAL_WAIT_MS = 810
 _SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
 _FRAME_MS = 30  # the report's times and the recorded output agree to within a frame
-ROWS = ("smart", "silence", "unheld", "smart-file", "original", "sequential")
+ROWS = ("bounded", "smart", "silence", "unheld", "smart-file", "original", "sequential")
 _DETECTOR = {
+    "bounded": ["--turn-detector", "bounded"],
     "unheld": ["--turn-detector", "silence", "--silence-ms", "600", "--pause-ms", "0"],
     "smart": ["--turn-detector", "smart"],
     "smart-file": ["--turn-detector", "smart"],

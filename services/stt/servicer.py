@@ -157,6 +157,7 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
             turn_detection=config.enable_turn_detection,
             turn_silence_ms=config.turn_silence_ms or DEFAULT_TURN_SILENCE_MS,
             end_of_turn_threshold=config.end_of_turn_threshold or DEFAULT_END_OF_TURN_THRESHOLD,
+            pause_interims=config.pause_interims,
         )
 
     def _language(self, code: str) -> str | None:

@@ -57,6 +57,7 @@ class StreamConfig:
     turn_detection: bool = False
     turn_silence_ms: int = 0
     end_of_turn_threshold: float = 0.5
+    pause_interims: bool = False
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,8 @@ class RecognizeSession:
         transcript = decode.task.result()
         if utt.best is None or decode.until > utt.best[0]:
             utt.best = (decode.until, transcript)
-        if self._config.interim_results and transcript.text and transcript.text != utt.last_interim:
+        interims = self._config.interim_results or self._config.pause_interims
+        if interims and transcript.text and transcript.text != utt.last_interim:
             stability = _stability(utt.last_interim, transcript.text)
             utt.last_interim = transcript.text
             self._emit(Result(transcript, is_final=False, stability=stability, utterance_index=utt.index))

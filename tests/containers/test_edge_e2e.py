@@ -6,53 +6,43 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
+import pytest
 import soxr
 
-from conversation.core import Conversation, State
+from conversation.core import Conversation
 from conversation.endpointing import FRAME_MS
-from conversation.settings import DEFAULT_RESUME_MS, DEFAULT_SILENCE_MS
+from conversation.settings import DEFAULT_SILENCE_MS
 from edge_client.config import EdgeSettings
 from services.common.audio import pcm16_to_float
 from tests.containers.conftest import compose
 from tests.edge import (
-    FRAME_BYTES,
     Session,
     command,
     converse,
     frames_of,
+    over_the_reply,
     played_in_order,
     read_session,
     silence,
+    speaking_for,
+    then_quiet,
     voice_agent,
+    while_,
 )
 from tests.noise import recorded
-from tests.speech import REPO, english, wer
+from tests.speech import REPO, Recording, backchannels, english, wer
 from tests.turns import cut, sentences, to_pcm, whole
 from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 MAX_CLIP_WER = 0.3
 SMART = ("--turn-detector", "smart")
-
-
-async def while_(condition: Callable[[], bool], limit_s: float = 120) -> AsyncIterator[bytes]:
-    """Silent frames while ``condition`` holds (at most ``limit_s``)."""
-    for _ in range(int(limit_s * 1000 / FRAME_MS)):
-        if not condition():
-            return
-        yield bytes(FRAME_BYTES)
-
-
-def speaking_for(conversation: Conversation, ms: float) -> bool:
-    """The agent has been speaking its reply for ``ms``."""
-    turn = conversation.current
-    start = turn.t_ms.get("first_audio") if turn is not None else None
-    return conversation.state == State.SPEAKING and start is not None and conversation.now_ms() - start >= ms
 
 
 async def _transcribe(audio: np.ndarray, rate_hz: int) -> str:
@@ -100,18 +90,7 @@ async def test_speaking_over_the_reply_cuts_it_short(stack: None, tmp_path: Path
     question, interruption = english()[0], english()[4]
     settings = EdgeSettings(system_prompt="Tell a long story of at least six sentences.")
     spoke_at: list[float] = []
-
-    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
-        for frame in frames_of(question.pcm() + silence(1.0)):
-            yield frame
-        async for frame in while_(lambda: not speaking_for(conversation, 1000), 15):
-            yield frame
-        spoke_at.append(conversation.now_ms() + FRAME_MS)
-        for frame in frames_of(interruption.pcm() + silence(1.0)):
-            yield frame
-        async for frame in while_(lambda: conversation.busy):
-            yield frame
-
+    frames = over_the_reply(question.pcm(), interruption.pcm() + silence(1.0), spoke_at)
     conversation, session = await converse(settings, tmp_path, frames)
     first = session.turns[0]
     t = first["t_ms"]
@@ -158,46 +137,32 @@ async def test_a_later_reply_cut_short_keeps_only_what_was_heard(stack: None, tm
     assert conversation.llm.history[3].content == heard
 
 
-async def _a_sound_over_the_reply(tmp_path: Path, resume_ms: int) -> tuple[Conversation, Session]:
-    """Paper crumpled (1.1 s, voiced throughout) once the reply has played for a second."""
+async def _over_the_reply(tmp_path: Path, sound: bytes, **settings: Any) -> tuple[Conversation, Session]:
+    """``sound`` (16 kHz PCM) once the reply has played for a second, then 4 s of silence."""
     question = english()[0]
-    settings = EdgeSettings(
-        system_prompt="Tell a long story of at least six sentences.", max_tokens=60, resume_ms=resume_ms
-    )
-
-    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
-        for frame in frames_of(question.pcm() + silence(1.0)):
-            yield frame
-        async for frame in while_(lambda: not speaking_for(conversation, 1000), 15):
-            yield frame
-        for frame in frames_of(recorded("trash-empty") + silence(4.0)):
-            yield frame
-        async for frame in while_(lambda: conversation.busy, 60 if resume_ms < 4000 else 0):
-            yield frame
-
-    return await converse(settings, tmp_path, frames, timeout_s=180)
+    story = "Tell a long story of at least six sentences."
+    edge = EdgeSettings(system_prompt=story, max_tokens=60, **settings)
+    limit_s = 60 if edge.resume_ms < 4000 else 0
+    frames = over_the_reply(question.pcm(), sound + silence(4.0), [], limit_s)
+    return await converse(edge, tmp_path, frames, timeout_s=180)
 
 
-async def test_a_sound_with_no_words_pauses_the_reply_and_it_goes_on_from_there(
-    stack: None, tmp_path: Path
-) -> None:
-    conversation, session = await _a_sound_over_the_reply(tmp_path, DEFAULT_RESUME_MS)
+def _played_whole_across_a_pause(conversation: Conversation, session: Session) -> None:
+    """The one reply was heard once: up to its pause, then from that sample the moment it resumed;
+    the model's context keeps all of it."""
     assert len(session.turns) == 1, session.turns
-    turn = session.turns[0]
-    t = turn["t_ms"]
+    t = session.turns[0]["t_ms"]
     assert isinstance(t, dict)
-    assert turn["interrupted"] is False and "barge_in" not in t, turn
+    assert session.turns[0]["interrupted"] is False and "barge_in" not in t, session.turns[0]
     assert t["first_audio"] < t["paused"] < t["resumed"], t
-    # The model's context keeps the whole reply: nothing was cut.
     assert [m.role for m in conversation.llm.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
     assert conversation.llm.history[1].content == conversation.finished[0].agent_text
-    # Heard once: up to the pause, then from the sample where it paused the moment it resumed.
     finished = conversation.finished[0]
     reply = np.frombuffer(bytes(finished.audio), "<i2")
     assert 0 < finished.played < len(reply), (finished.played, len(reply))
     (_, stopped), (resumed, end) = played_in_order(session.samples, reply, (finished.played,))
     ms = 1000 / session.output_rate_hz
-    assert stopped * ms <= t["paused"] + FRAME_MS and abs(resumed * ms - t["resumed"]) <= 2 * FRAME_MS, (
+    assert stopped * ms <= t["paused"] + FRAME_MS + 1 and abs(resumed * ms - t["resumed"]) <= 2 * FRAME_MS, (
         stopped * ms,
         resumed * ms,
         t,
@@ -205,9 +170,18 @@ async def test_a_sound_with_no_words_pauses_the_reply_and_it_goes_on_from_there(
     assert not session.samples[end:].any(), "something played after the reply"
 
 
+async def test_a_sound_with_no_words_pauses_the_reply_and_it_goes_on_from_there(
+    stack: None, tmp_path: Path
+) -> None:
+    """Paper crumpled (1.1 s, voiced throughout): no words, so the reply goes on."""
+    conversation, session = await _over_the_reply(tmp_path, recorded("trash-empty"))
+    _played_whole_across_a_pause(conversation, session)
+    assert "backchannels" not in session.turns[0]
+
+
 async def test_a_sound_over_the_reply_stays_paused_without_a_resume(stack: None, tmp_path: Path) -> None:
     """The same sound with --resume-ms longer than the session: the reply stays paused."""
-    conversation, session = await _a_sound_over_the_reply(tmp_path, 600_000)
+    conversation, session = await _over_the_reply(tmp_path, recorded("trash-empty"), resume_ms=600_000)
     t = session.turns[0]["t_ms"]
     assert isinstance(t, dict)
     assert "paused" in t and "resumed" not in t, t
@@ -215,6 +189,30 @@ async def test_a_sound_over_the_reply_stays_paused_without_a_resume(stack: None,
     reply = np.frombuffer(bytes(finished.audio), "<i2")
     [(_, end)] = played_in_order(session.samples, reply[: finished.played])
     assert not session.samples[end:].any(), "the reply went on playing"
+
+
+@pytest.mark.parametrize("rec", backchannels()[:2], ids=lambda r: f"{r.text}-{r.id}")
+async def test_a_backchannel_over_the_reply_lets_it_go_on(
+    stack: None, tmp_path: Path, rec: Recording
+) -> None:
+    """A listener's "okay" (or "yes") pauses the reply, is judged a backchannel, and the reply goes
+    on from where it paused; it is no turn and the model never sees it."""
+    conversation, session = await _over_the_reply(tmp_path, rec.pcm())
+    _played_whole_across_a_pause(conversation, session)
+    turn = session.turns[0]
+    t = turn["t_ms"]
+    assert isinstance(t, dict) and t["paused"] < t["backchannel"] <= t["resumed"], t
+    said = turn.get("backchannels")
+    assert isinstance(said, list) and len(said) == 1 and wer(rec.text, str(said[0])) == 0, turn
+
+
+async def test_the_same_word_stops_the_reply_when_it_is_no_backchannel(stack: None, tmp_path: Path) -> None:
+    """With no backchannels (--backchannels ""), the same "okay" is a turn: the reply stops for it."""
+    rec = backchannels()[0]
+    conversation, session = await _over_the_reply(tmp_path, rec.pcm(), backchannels=())
+    assert [t["interrupted"] for t in session.turns] == [True, False], session.turns
+    assert wer(rec.text, str(session.turns[1]["user_text"])) == 0, session.turns
+    assert conversation.llm.history[1].content == session.turns[0]["agent_text"]
 
 
 async def test_the_end_of_turn_model_ends_a_whole_sentence_at_once(stack: None, tmp_path: Path) -> None:
@@ -240,6 +238,53 @@ async def test_a_pause_before_the_last_words_does_not_end_the_turn(stack: None, 
     session = await asyncio.to_thread(voice_agent, tmp_path, pcm, "--max-tokens", "12", *SMART)
     assert len(session.turns) == 1, session.stderr
     assert wer(rec.text, str(session.turns[0]["user_text"])) <= MAX_CLIP_WER, session.turns
+
+
+async def test_a_plainly_finished_sentence_is_answered_before_the_silence_would_end_it(
+    stack: None, tmp_path: Path
+) -> None:
+    """Bounded: the words decoded at the pause end a sentence and the model is sure, so the turn ends
+    there, and the reply prepared on those words plays, without waiting 600 ms of silence."""
+    rec = english()[4]
+    settings = EdgeSettings(max_tokens=20, turn_detector="bounded")
+
+    conversation, session = await converse(
+        settings, tmp_path, then_quiet(silence(0.3) + rec.pcm() + silence(2.0))
+    )
+    assert len(session.turns) == 1, session.turns
+    turn = session.turns[0]
+    assert wer(rec.text, str(turn["user_text"])) <= MAX_CLIP_WER, turn
+    judged = turn.get("judged")
+    assert isinstance(judged, list) and judged and judged[-1]["verdict"] == "done", turn
+    t = turn["t_ms"]
+    assert isinstance(t, dict)
+    assert t["held"] <= t["released"] == t["end_of_turn"] < t["speech_end"] + DEFAULT_SILENCE_MS, t
+    audible = session.audible()
+    assert audible.size and audible[0] >= t["end_of_turn"] - FRAME_MS, (audible[:3], t)
+    # The reply was made from the words at the pause; the final's words were not asked again.
+    assert [m.role for m in conversation.llm.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
+
+
+async def test_a_pause_after_plainly_unfinished_words_waits_for_the_rest(stack: None, tmp_path: Path) -> None:
+    """The same 700 ms pause, after "...selfish is": the bounded detector reads the words decoded at
+    the pause as unfinished and waits up to 1600 ms (the silence detector's 600 ms cut it)."""
+    rec = sentences()[0]
+    head = cut(rec)
+    rest = pcm16_to_float(rec.pcm())[len(head) :]
+    pcm = silence(0.5) + to_pcm(head) + silence(0.7) + to_pcm(rest) + silence(2.5)
+    session = await asyncio.to_thread(
+        voice_agent, tmp_path, pcm, "--max-tokens", "12", "--turn-detector", "bounded"
+    )
+    assert len(session.turns) == 1, session.stderr
+    turn = session.turns[0]
+    assert wer(rec.text, str(turn["user_text"])) <= MAX_CLIP_WER, turn
+    judged = turn.get("judged")
+    assert isinstance(judged, list) and judged, turn
+    # Judged at the pause on the words so far (fewer than the turn's), plainly unfinished.
+    at_pause, whole_turn = str(judged[0]["words"]).split(), str(turn["user_text"]).split()
+    assert judged[0]["verdict"] == "unfinished" and len(at_pause) < len(whole_turn), judged
+    # The turn's transcript is one decode of it all, not fragments joined.
+    assert "withdrawn" not in turn, turn
 
 
 async def test_words_spoken_as_the_reply_starts_are_heard(stack: None, tmp_path: Path) -> None:
@@ -299,14 +344,7 @@ async def test_a_held_reply_plays_only_once_the_turn_is_over(stack: None, tmp_pa
     """Prepared at the 200 ms pause, held through 3 s of silence, played the moment the turn ends."""
     rec = english()[4]
     settings = EdgeSettings(max_tokens=20, pause_ms=200, silence_ms=3000)
-
-    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
-        for frame in frames_of(silence(0.3) + rec.pcm() + silence(3.5)):
-            yield frame
-        async for frame in while_(lambda: conversation.busy):
-            yield frame
-
-    _, session = await converse(settings, tmp_path, frames)
+    _, session = await converse(settings, tmp_path, then_quiet(silence(0.3) + rec.pcm() + silence(3.5)))
     assert len(session.turns) == 1, session.turns
     t = session.turns[0]["t_ms"]
     assert isinstance(t, dict)
@@ -324,13 +362,11 @@ async def test_a_held_reply_is_withdrawn_when_the_user_goes_on(stack: None, tmp_
     first, second = english()[1], english()[4]
     settings = EdgeSettings(max_tokens=20, pause_ms=200, silence_ms=1500)
 
-    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
-        for frame in frames_of(silence(0.3) + first.pcm() + silence(0.9) + second.pcm() + silence(2.0)):
-            yield frame
-        async for frame in while_(lambda: conversation.busy):
-            yield frame
-
-    conversation, session = await converse(settings, tmp_path, frames)
+    conversation, session = await converse(
+        settings,
+        tmp_path,
+        then_quiet(silence(0.3) + first.pcm() + silence(0.9) + second.pcm() + silence(2.0)),
+    )
     assert len(session.turns) == 1, session.turns
     turn = session.turns[0]
     assert wer(f"{first.text} {second.text}", str(turn["user_text"])) <= MAX_CLIP_WER

@@ -23,8 +23,7 @@ import pytest
 from conversation.core import Conversation, State, Turn
 from edge_client.config import EdgeSettings
 from tests.containers.conftest import compose
-from tests.containers.test_edge_e2e import speaking_for, while_
-from tests.edge import converse, frames_of, played_in_order, silence
+from tests.edge import converse, frames_of, played_in_order, silence, speaking_for, while_
 from tests.speech import english, wer
 
 MAX_CLIP_WER = 0.3

@@ -18,7 +18,7 @@ from services.stt.engines.faster_whisper import FasterWhisperEngine
 from services.stt.models import tiny_en_path
 from tests.noise import recorded
 from tests.servers import stt_stub
-from tests.speech import corpus_wer, english, normalize, wer
+from tests.speech import backchannels, corpus_wer, english, normalize, wer
 from tests.stt_client import requests_for, silence, stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
@@ -73,6 +73,26 @@ async def test_interim_results_arrive_before_the_audio_ends(stub: stt_pb2_grpc.S
     assert wer(rec.text, outcome.text) <= MAX_CLIP_WER
     started = [e for e in outcome.events if e.type == stt_pb2.SPEECH_EVENT_TYPE_SPEECH_STARTED]
     assert len(started) == 1 and started[0].offset_ms < 1000
+
+
+async def test_the_words_before_a_pause_come_as_an_interim_at_the_pause(
+    stub: stt_pb2_grpc.SttServiceStub,
+) -> None:
+    """With pause_interims, a listener's "okay" is decoded and sent at the pause after it, while the
+    user's next sentence is still being spoken; without it, nothing comes before the final."""
+    okay, sentence = backchannels()[0], english()[4]
+    audio = okay.pcm() + silence(0.6) + sentence.pcm() + silence(0.3)
+    okay_chunks = -(-len(okay.pcm() + silence(0.6)) // 3200)
+    config = stt_pb2.RecognitionConfig(sample_rate_hz=16000, pause_interims=True)
+    outcome = await stream(stub, config, [audio], pace_s=0.1)
+    assert outcome.interims, "no interim at the pause"
+    assert wer(okay.text, outcome.interims[0].transcript) == 0, outcome.interims[0]
+    assert outcome.interim_at_chunk[0] <= okay_chunks + 3, (
+        "the pause's words came only as the sentence went on"
+    )
+    assert wer(f"{okay.text} {sentence.text}", outcome.text) <= MAX_CLIP_WER
+    plain = await stream(stub, CONFIG, [audio], pace_s=0.1)
+    assert plain.interims == [] and wer(f"{okay.text} {sentence.text}", plain.text) <= MAX_CLIP_WER
 
 
 async def test_many_utterances_in_one_stream(stub: stt_pb2_grpc.SttServiceStub) -> None:

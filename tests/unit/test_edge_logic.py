@@ -158,7 +158,7 @@ def test_a_pause_inside_the_turn_resumes_and_the_turn_ends_once() -> None:
 
 # Contradictory or meaningless endpointing settings, and what the refusal says.
 REFUSED = [
-    ({"turn_detector": "smart", "pause_ms": 200}, "--pause-ms works with --turn-detector silence only"),
+    ({"turn_detector": "smart", "pause_ms": 200}, "--pause-ms works with --turn-detector silence or bounded"),
     ({"silence_ms": 600, "pause_ms": 600}, r"--pause-ms \(600\) must be shorter than --silence-ms \(600\)"),
     ({"silence_ms": 150, "pause_ms": 200}, r"--pause-ms \(200\) must be shorter than --silence-ms \(150\)"),
     ({"pause_ms": 900}, r"--pause-ms \(900\) must be shorter than --silence-ms \(600\)"),

@@ -22,7 +22,7 @@ SPEECH_EVENT_TYPE_END_OF_TURN: SpeechEventType
 SPEECH_EVENT_TYPE_TURN_INCOMPLETE: SpeechEventType
 
 class RecognitionConfig(_message.Message):
-    __slots__ = ("encoding", "sample_rate_hz", "language_code", "interim_results", "enable_word_time_offsets", "enable_endpointing", "endpoint_silence_ms", "enable_turn_detection", "turn_silence_ms", "end_of_turn_threshold")
+    __slots__ = ("encoding", "sample_rate_hz", "language_code", "interim_results", "enable_word_time_offsets", "enable_endpointing", "endpoint_silence_ms", "enable_turn_detection", "turn_silence_ms", "end_of_turn_threshold", "pause_interims")
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class RecognitionConfig(_message.Message):
     ENABLE_TURN_DETECTION_FIELD_NUMBER: _ClassVar[int]
     TURN_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
     END_OF_TURN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_INTERIMS_FIELD_NUMBER: _ClassVar[int]
     encoding: _audio_pb2.AudioEncoding
     sample_rate_hz: int
     language_code: str
@@ -43,7 +44,8 @@ class RecognitionConfig(_message.Message):
     enable_turn_detection: bool
     turn_silence_ms: int
     end_of_turn_threshold: float
-    def __init__(self, encoding: _Optional[_Union[_audio_pb2.AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., language_code: _Optional[str] = ..., interim_results: _Optional[bool] = ..., enable_word_time_offsets: _Optional[bool] = ..., enable_endpointing: _Optional[bool] = ..., endpoint_silence_ms: _Optional[int] = ..., enable_turn_detection: _Optional[bool] = ..., turn_silence_ms: _Optional[int] = ..., end_of_turn_threshold: _Optional[float] = ...) -> None: ...
+    pause_interims: bool
+    def __init__(self, encoding: _Optional[_Union[_audio_pb2.AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., language_code: _Optional[str] = ..., interim_results: _Optional[bool] = ..., enable_word_time_offsets: _Optional[bool] = ..., enable_endpointing: _Optional[bool] = ..., endpoint_silence_ms: _Optional[int] = ..., enable_turn_detection: _Optional[bool] = ..., turn_silence_ms: _Optional[int] = ..., end_of_turn_threshold: _Optional[float] = ..., pause_interims: _Optional[bool] = ...) -> None: ...
 
 class EndOfUtterance(_message.Message):
     __slots__ = ()
