@@ -50,8 +50,8 @@ _QUIET_FOR_DECISION_MS = 90
 _SAME_PAUSE_MS = 180
 # A final with words comes this soon after its end of utterance (the decode started in the silence).
 _FINAL_AFTER_EOU_MS = 1000
-# With "bounded": the end-of-turn model's probability from which finished words end the turn at once.
-_DONE_PROBABILITY = 0.5
+# The end-of-turn model's decisions on a pause.
+_JUDGEMENTS = (stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN, stt_pb2.SPEECH_EVENT_TYPE_TURN_INCOMPLETE)
 
 
 class State(Enum):
@@ -367,20 +367,19 @@ class Conversation:
     def _on_speech_event(self, event: stt_pb2.SpeechEvent) -> None:
         """The end-of-turn model judged a pause: a complete turn ends now, not at the fallback silence."""
         self._stt_heard_at = self.now_ms()
-        judged = (stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN, stt_pb2.SPEECH_EVENT_TYPE_TURN_INCOMPLETE)
-        if event.type not in judged:
+        if event.type not in _JUDGEMENTS:
             return
         # Only the pause it judged: not when the user has spoken again since.
         speech_end = self.stt.time_ms(event.offset_ms)
         if (
             self._endpointer.quiet_ms() < _QUIET_FOR_DECISION_MS
             or self._last_voiced_ms() > speech_end + _SAME_PAUSE_MS
-            or self._over_reply
         ):
             return
         if self._bounded:
-            self._probability = event.end_of_turn_probability
-            self._judge_pause()
+            if not self._over_reply:  # speech over a reply is judged at its end, as ever
+                self._probability = event.end_of_turn_probability
+                self._judge_pause()
             return
         if event.type != stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN:
             return
@@ -422,7 +421,7 @@ class Conversation:
         heard = self._heard_so_far
         if heard is None or not self._endpointer.speaking:
             return
-        verdict = judge(heard.text, self._probability, _DONE_PROBABILITY)
+        verdict = judge(heard.text, self._probability)
         record: dict[str, object] = {
             "words": heard.text.strip(),
             "probability": None if self._probability is None else round(self._probability, 3),

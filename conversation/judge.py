@@ -28,10 +28,11 @@ UNFINISHED_ENDINGS = {
 _UNFINISHED = frozenset(w for endings in UNFINISHED_ENDINGS.values() for w in endings)
 # Punctuation Whisper ends a finished sentence with; a comma or dash says it goes on.
 _DONE_MARKS = (".", "?", "!", "。", "？", "！")
-# End-of-turn probabilities below which the model is sure the turn goes on, and from which it is
-# sure it is done. Smart Turn v3.2 on the read sentences here: 0.87-0.99 on nine of ten whole
-# ones (0.08 on one), 0.01-0.07 at the pauses put inside them.
-_GOES_ON, _SURE = 0.1, 0.9
+# End-of-turn probabilities below which the model is sure the turn goes on, from which finished
+# words end the turn, and from which it is sure it is done. Smart Turn v3.2 on the read
+# sentences here: 0.87-0.99 on nine of ten whole ones (0.08 on one), 0.01-0.07 at the pauses
+# put inside them.
+_GOES_ON, _LIKELY, _SURE = 0.1, 0.5, 0.9
 
 
 class Verdict(Enum):
@@ -40,7 +41,7 @@ class Verdict(Enum):
     UNFINISHED = "unfinished"  # wait up to the longest silence
 
 
-def judge(text: str, probability: float | None, threshold: float) -> Verdict:
+def judge(text: str, probability: float | None) -> Verdict:
     """The verdict on a pause from its transcript so far and, where the service has the model,
     the end-of-turn probability (None: no model, or no decision yet).
 
@@ -57,6 +58,6 @@ def judge(text: str, probability: float | None, threshold: float) -> Verdict:
         return Verdict.DONE if stripped.endswith("?") else Verdict.UNSURE
     if probability < _GOES_ON:
         return Verdict.UNFINISHED
-    if probability >= _SURE or (probability >= threshold and stripped.endswith(_DONE_MARKS)):
+    if probability >= _SURE or (probability >= _LIKELY and stripped.endswith(_DONE_MARKS)):
         return Verdict.DONE
     return Verdict.UNSURE

@@ -51,7 +51,7 @@ from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 
 LEAD_S, TAIL_S = 0.5, 3.0
 SEQUENTIAL_WAIT_MS = 810
-_SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
+SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
 _FRAME_MS = 30  # the report's times and the recorded output agree to within a frame
 ROWS = ("bounded", "smart", "silence", "unheld", "smart-file", "original", "sequential")
 _DETECTOR = {
@@ -83,7 +83,7 @@ def clips(name: str, limit: int | None) -> list[Clip]:
 
 def true_end_ms(pcm: bytes) -> float:
     audio = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
-    return LEAD_S * 1000 + float(loud_windows_ms(audio, 16000, _SPEECH_DBFS)[-1]) + 10
+    return LEAD_S * 1000 + float(loud_windows_ms(audio, 16000, SPEECH_DBFS)[-1]) + 10
 
 
 def edge_args(row: str, silence_ms: int, max_tokens: int) -> list[str]:
@@ -116,7 +116,7 @@ def judge(clip: Clip, session: Session) -> Outcome:
     outcome = Outcome(clip.id, clip.text, heard, turns=len(session.turns))
     times = [t["t_ms"] for t in session.turns]
     assert all(isinstance(t, dict) for t in times)
-    loud = loud_windows_ms(session.output, session.output_rate_hz, _SPEECH_DBFS)
+    loud = loud_windows_ms(session.output, session.output_rate_hz, SPEECH_DBFS)
     early = any(isinstance(t, dict) and t.get("first_audio", end) < end for t in times)
     outcome.cut_off = len(session.turns) > 1 or early or bool(np.any(loud < end))
     # The reply to the last of what was said: one that began before the end answered a part.

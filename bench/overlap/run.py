@@ -30,6 +30,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench.e2e.run import SPEECH_DBFS
 from edge_client.config import EdgeSettings
 from services.common.audio import pcm16_to_float
 from tests.edge import converse, loud_windows_ms, over_the_reply, silence
@@ -37,7 +38,6 @@ from tests.speech import REPO, Recording, backchannels, english
 
 RESULTS = REPO / "bench" / "results"
 ROWS: dict[str, dict[str, Any]] = {"default": {}, "off": {"backchannels": ()}}
-_SPEECH_DBFS = -35.0
 STORY = "Tell a long story of at least six sentences."
 
 
@@ -55,7 +55,7 @@ class Outcome:
 
 
 def _voice_start_ms(rec: Recording) -> float:
-    loud = loud_windows_ms(pcm16_to_float(rec.pcm()), 16000, _SPEECH_DBFS)
+    loud = loud_windows_ms(pcm16_to_float(rec.pcm()), 16000, SPEECH_DBFS)
     return float(loud[0]) if loud.size else 0.0
 
 

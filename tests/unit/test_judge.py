@@ -8,8 +8,6 @@ from conversation.judge import Verdict, judge
 from conversation.settings import ConversationSettings
 from edge_client.config import from_args, parser
 
-THRESHOLD = 0.5
-
 # Words Whisper gives at the pauses of the paused read sentences, and at the end of whole ones.
 CASES = [
     # Words and probabilities as Whisper tiny.en and Smart Turn v3.2 gave them (bench/e2e's
@@ -45,7 +43,7 @@ CASES = [
 def test_a_pause_is_judged_on_its_words_and_the_models_probability(
     words: str, probability: float | None, verdict: Verdict
 ) -> None:
-    assert judge(words, probability, THRESHOLD) is verdict
+    assert judge(words, probability) is verdict
 
 
 def test_the_bounded_detectors_flags_and_refusals() -> None:
