@@ -49,12 +49,14 @@ $(VENV)/.coqui: $(VENV)/.installed
 
 venv-coqui: $(VENV)/.coqui
 
-# PortAudio for the microphone and speaker; JACK's dummy driver gives the tests sound devices.
+# PortAudio for the microphone and speaker; JACK's dummy driver gives the tests sound devices;
+# Chromium and its driver open the gateway's page in the tests.
 system-deps:
-	@if ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v jackd >/dev/null; then \
+	@if ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v jackd >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "installing libportaudio2, jackd2, chromium and chromium-driver"; \
 		echo "jackd2 jackd/tweak_rt_limits boolean false" | $(SUDO) debconf-set-selections; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends libportaudio2 jackd2 >/dev/null; \
+			--no-install-recommends libportaudio2 jackd2 chromium chromium-driver >/dev/null; \
 	fi
 
 protos: venv

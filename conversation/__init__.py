@@ -7,8 +7,8 @@ protocol) only moves audio and events in and out: it feeds 16 kHz mono 16-bit fr
 conversation writes to its ``Output``, and shows the events it is told of.
 """
 
-from conversation.core import Conversation, Output, State, Turn
+from conversation.core import Conversation, Events, Output, State, Turn
 from conversation.endpointing import FRAME_MS, RATE_HZ
 from conversation.settings import ConversationSettings
 
-__all__ = ["FRAME_MS", "RATE_HZ", "Conversation", "ConversationSettings", "Output", "State", "Turn"]
+__all__ = ["FRAME_MS", "RATE_HZ", "Conversation", "ConversationSettings", "Events", "Output", "State", "Turn"]

@@ -75,6 +75,19 @@ class Output(Protocol):
     def buffered_samples(self) -> int: ...
 
 
+class Events:
+    """What a front end that speaks a protocol is told, beyond ``show``; each does nothing here."""
+
+    def speech_started(self, at_ms: float) -> None: ...
+    def speech_stopped(self, at_ms: float) -> None: ...
+    def reply_started(self, turn: Turn) -> None:
+        """The user's turn is over and the reply to it begins (a held reply: when released)."""
+
+    def reply_text(self, turn: Turn, text: str) -> None: ...
+    def reply_done(self, turn: Turn) -> None:
+        """Played, cut short (``interrupted``) or failed (``error``)."""
+
+
 def _rounded(t_ms: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 1) for k, v in t_ms.items()}
 
@@ -168,8 +181,10 @@ class Conversation:
         speaker: Output,
         show: Callable[[str, str], None],
         report: IO[str] | None = None,
+        events: Events | None = None,
     ) -> None:
         self.settings = settings
+        self._events = events or Events()
         self.speaker = speaker
         self._show = show  # (kind, text): kind is "you", "ai", "state", "latency" or "note"
         self._report = report
@@ -313,6 +328,7 @@ class Conversation:
             self._new_pause()
             if self._turn is None:
                 self._set_state(State.HEARING)
+            self._events.speech_started(at_ms)
             return
         if edge is Edge.PAUSE and self._turn is not None and not self._turn.tentative:
             # Speech over a reply: no reply is held for it, and it is transcribed whole at its
@@ -350,6 +366,7 @@ class Conversation:
         self._last.ended = True  # END: the silence lasted, or the end-of-turn model said so
         self._last.ended_at = self.now_ms()
         self._turn_over_frame = self._frames  # the user's voice before this is no barge-in
+        self._events.speech_stopped(self._last.end)
         if self._turn is not None and self._turn.tentative:
             self._release(self._turn)
         elif self._turn is None:
@@ -496,9 +513,10 @@ class Conversation:
         previous = self._turn_task
         if tentative:
             turn.t_ms["held"] = self.now_ms()
-        else:
-            turn.confirmed.set()
         self._turn = turn
+        if not tentative:
+            turn.confirmed.set()
+            self._events.reply_started(turn)
         self._turn_task = asyncio.create_task(self._run_turn(turn, previous))
 
     # -- the reply side --------------------------------------------------------------------
@@ -511,6 +529,7 @@ class Conversation:
                 if event.HasField("delta") and not turn.interrupted:
                     turn.t_ms.setdefault("first_token", self.now_ms())
                     turn.agent_text += event.delta.text
+                    self._events.reply_text(turn, event.delta.text)
                     self.tts.text(event.delta.text, turn.id)
                 elif event.HasField("turn_end") and event.turn_end.error.message:
                     turn.error = f"the chat service failed: {event.turn_end.error.message}"
@@ -555,6 +574,7 @@ class Conversation:
             )
         self.turns.append(line)
         self.finished.append(turn)
+        self._events.reply_done(turn)
         if self._report is not None:
             self._report.write(json.dumps(line) + "\n")
             self._report.flush()
@@ -613,6 +633,7 @@ class Conversation:
         turn.tentative = False
         turn.judged, self._judged = self._judged, []
         turn.t_ms["end_of_turn"] = turn.t_ms["released"] = self.now_ms()
+        self._events.reply_started(turn)
         if turn.audible:
             self._play_rest(turn)
         turn.confirmed.set()
@@ -665,6 +686,23 @@ class Conversation:
         self._turn_over_frame = self._frames  # its voice is no barge-in
         if turn.paused:
             self._resume(turn)
+
+    def end_turn(self) -> bool:
+        """The user says their turn is over (a button, a commit): end the speech heard so far now.
+        False when no speech is being heard."""
+        if (boundary := self._endpointer.end_now()) is None:
+            return False
+        self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
+        return True
+
+    def cancel(self) -> bool:
+        """Stop the reply now, as an interruption would: the model keeps what was heard.
+        False when no reply is under way."""
+        turn = self._turn
+        if turn is None or turn.tentative or turn.interrupted:
+            return False
+        self._barge_in()
+        return True
 
     def _barge_in(self) -> None:
         """The user said something: the reply ends where it was stopped, and what was heard stays."""

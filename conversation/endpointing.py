@@ -7,12 +7,17 @@ import itertools
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
 import webrtcvad
 
 FRAME_MS = 30
 RATE_HZ = 16000
 # Frames whose voicing is remembered for ``voiced_ms``.
 _HISTORY_FRAMES = 200
+# Quieter frames are silence, whatever webrtcvad says: it takes the faint noise of a bit or two
+# over digital silence (what resampling leaves of it) for voice, and holds a turn open on it.
+FLOOR_DBFS = -60.0
+_FLOOR_RMS = 32768 * 10 ** (FLOOR_DBFS / 20)
 
 
 class Edge(Enum):
@@ -52,7 +57,8 @@ class Endpointer:
 
     def push(self, frame: bytes) -> Boundary | None:
         self._frame += 1
-        voiced = self._vad.is_speech(frame, RATE_HZ)
+        samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+        voiced = float(np.sqrt(np.mean(samples**2))) >= _FLOOR_RMS and self._vad.is_speech(frame, RATE_HZ)
         self._recent.append(voiced)
         self._history.append(voiced)
         if voiced:

@@ -20,7 +20,9 @@ reply prepared from a 200 ms pause on, played once the silence reaches 600 ms), 
 streaming; start the stack as ``STT_MODEL=base STT_BEAM_SIZE=1 docker compose up -d --wait``
 for its speech model, with the embedded LLM and Piper standing in for Cerebras and Coqui) and
 ``sequential`` (the original design: wait 810 ms, then the whole transcription, the whole
-reply, the whole synthesis, on the same services). Sets: ``dev`` (read sentences as
+reply, the whole synthesis, on the same services), ``realtime`` and ``browser`` (the gateway's
+front doors on the same core: ``bench.e2e.front_doors``; the gateway's default settings, which
+are the edge client's defaults, the silence row's). Sets: ``dev`` (read sentences as
 recorded), ``paused`` (the same with 400-900 ms pauses mid-sentence), ``short`` (card names:
 short complete turns).
 
@@ -40,6 +42,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from bench.e2e import front_doors
 from bench.e2e.outcome import Outcome, Run
 from bench.e2e.paused import Clip, cards, paused, sentences, whole
 from bench.e2e.report import report
@@ -53,7 +56,17 @@ LEAD_S, TAIL_S = 0.5, 3.0
 SEQUENTIAL_WAIT_MS = 810
 SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
 _FRAME_MS = 30  # the report's times and the recorded output agree to within a frame
-ROWS = ("bounded", "smart", "silence", "unheld", "smart-file", "original", "sequential")
+ROWS = (
+    "bounded",
+    "smart",
+    "silence",
+    "unheld",
+    "smart-file",
+    "original",
+    "sequential",
+    "realtime",
+    "browser",
+)
 _DETECTOR = {
     "bounded": ["--turn-detector", "bounded"],
     "unheld": ["--turn-detector", "silence", "--silence-ms", "600", "--pause-ms", "0"],
@@ -194,7 +207,13 @@ def measure(runs: list[Run], name: str, chosen: list[Clip], args: argparse.Names
     runs += by_row.values()
     for clip in chosen:
         for row, run in by_row.items():
-            run.outcomes.append(outcome := streaming(clip, edge_args(row, args.silence_ms, args.max_tokens)))
+            if row == "realtime":
+                outcome = front_doors.realtime(clip, true_end_ms(clip.pcm), LEAD_S, TAIL_S, SPEECH_DBFS)
+            elif row == "browser":
+                outcome = front_doors.browser(clip, LEAD_S, TAIL_S)
+            else:
+                outcome = streaming(clip, edge_args(row, args.silence_ms, args.max_tokens))
+            run.outcomes.append(outcome)
             latency = "-" if outcome.latency_ms is None else f"{outcome.latency_ms:.0f} ms"
             print(f"{name} {row} {clip.id}: {outcome.error or latency}", file=sys.stderr, flush=True)
     # The sequential design has no turn-taking (it waits 810 ms, whatever was said): no paused set.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 
+from conversation import ConversationSettings
 from services.common.channels import Security, SettingNames, open_channel
 from services.common.errors import ConfigError
 from services.gateway.config import GatewaySettings
@@ -46,6 +47,16 @@ def security(settings: GatewaySettings) -> Security:
         key=_path(settings.tls_key),
         token=token,
         names=_NAMES,
+    )
+
+
+def conversation_settings(settings: GatewaySettings) -> ConversationSettings:
+    """A remote conversation's defaults: the services the gateway reaches, as it reaches them."""
+    return ConversationSettings(
+        stt=settings.stt_address,
+        llm=settings.llm_address,
+        tts=settings.tts_address,
+        security=security(settings),
     )
 
 

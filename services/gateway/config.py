@@ -59,6 +59,10 @@ class GatewaySettings(BaseSettings):
     # no token needed, which off loopback needs http_allow_open.
     http_tokens: SecretStr = SecretStr("")
     http_tokens_file: str = ""
+    # The HTTP listener's own certificate and key (PEM files): it then speaks HTTPS, which a browser
+    # needs to give the page at / a microphone anywhere but on this machine. Empty: plain HTTP.
+    http_tls_cert: str = ""
+    http_tls_key: str = ""
     # Serve the HTTP API without tokens off loopback (behind a trusted network or proxy only).
     http_allow_open: bool = False
     # Wyoming has no authentication: serve it off loopback only where a trusted network guards it.

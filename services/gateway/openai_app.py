@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import grpc
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.exceptions import HTTPException
 
+from conversation import ConversationSettings
 from services.common.auth import Tokens
-from services.gateway import openai_audio, openai_chat
+from services.gateway import openai_audio, openai_chat, realtime
 from services.gateway.access import Unauthenticated, bearer
 from services.gateway.channels import Backends
 from services.gateway.errors import BadRequest, openai_error, openai_rpc_error
@@ -23,12 +25,19 @@ from voice.stt.v1 import stt_pb2
 from voice.tts.v1 import tts_pb2
 
 log = logging.getLogger(__name__)
+_PAGE = Path(__file__).parent / "page" / "index.html"
 
 
-def create_app(backends: Backends, tokens: Tokens | None = None) -> FastAPI:
-    """The app; with ``tokens``, every /v1 route needs one of them (``/health`` needs none)."""
+def create_app(
+    backends: Backends, tokens: Tokens | None = None, conversation: ConversationSettings | None = None
+) -> FastAPI:
+    """The app; with ``tokens``, every /v1 route needs one of them (``/health`` needs none).
+    With ``conversation`` (the services' addresses), ``/v1/realtime`` holds conversations."""
     app = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None)
-    authorized = [Depends(bearer(tokens or Tokens([])))]
+    tokens = tokens or Tokens([])
+    authorized = [Depends(bearer(tokens))]
+    if conversation is not None:
+        app.include_router(realtime.router(conversation, tokens))
     app.include_router(openai_audio.router(backends), dependencies=authorized)
     app.include_router(openai_chat.router(backends), dependencies=authorized)
 
@@ -46,6 +55,11 @@ def create_app(backends: Backends, tokens: Tokens | None = None) -> FastAPI:
             {"id": name, "object": "model", "created": created, "owned_by": owner} for name, owner in owned
         ]
         return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        """The page to talk with the agent from a browser (it asks for a token where one is needed)."""
+        return HTMLResponse(_PAGE.read_text())
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -13,7 +13,7 @@ import uvicorn
 from wyoming.server import AsyncEventHandler
 
 from services.gateway.access import check_listeners, http_tokens
-from services.gateway.channels import Backends
+from services.gateway.channels import Backends, conversation_settings
 from services.gateway.config import GatewaySettings
 from services.gateway.openai_app import create_app
 from services.gateway.wyoming_stt import SttEventHandler
@@ -83,7 +83,14 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[Ports]:
     check_listeners(settings, tokens)
     backends = Backends.connect(settings)
     http = _HttpServer(
-        uvicorn.Config(create_app(backends, tokens), log_config=None, access_log=False, lifespan="off")
+        uvicorn.Config(
+            create_app(backends, tokens, conversation_settings(settings)),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=settings.http_tls_cert or None,
+            ssl_keyfile=settings.http_tls_key or None,
+        )
     )
     sock = _bind(settings.host, settings.http_port)
     serving = asyncio.create_task(http.serve(sockets=[sock]))

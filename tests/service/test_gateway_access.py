@@ -4,7 +4,9 @@ bearer tokens on its HTTP API, Wyoming kept on loopback unless allowed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncGenerator
@@ -13,12 +15,14 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+import websockets
 from pydantic import SecretStr
+from websockets.typing import Subprotocol
 
 from edge_client.channels import Security, open_channel
 from services.common.errors import ConfigError
 from services.gateway.server import running_gateway
-from tests.gateway_stack import gateway_settings
+from tests.gateway_stack import NOWHERE, gateway_settings
 from tests.secure import TOKEN_A, TOKEN_B, TOKENS, make_certs, stt_server
 from tests.speech import REPO, english
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -161,3 +165,30 @@ def test_the_gateway_process_says_why_it_will_not_start() -> None:
     refusal = "gateway: refusing to serve Wyoming on 0.0.0.0 (GATEWAY_HOST)"
     assert done.stderr.splitlines()[-1].startswith(refusal)
     assert TOKEN_A not in done.stderr
+
+
+async def test_the_page_and_realtime_go_over_https_and_need_a_token(certs: Path) -> None:
+    """What a browser on another machine needs: the page over HTTPS with the gateway's certificate,
+    and /v1/realtime over wss, with a token in the subprotocol a browser can send."""
+    settings = gateway_settings(
+        stt_address=NOWHERE,
+        http_tls_cert=str(certs / "gateway.crt"),
+        http_tls_key=str(certs / "gateway.key"),
+        http_tokens=SecretStr(TOKENS),
+    )
+    trust = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    async with running_gateway(settings) as ports:
+        async with httpx2.AsyncClient(verify=trust) as http:
+            page = await http.get(f"https://127.0.0.1:{ports.http}/")
+        assert page.status_code == 200 and "getUserMedia" in page.text
+        url = f"wss://127.0.0.1:{ports.http}/v1/realtime"
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url, ssl=trust)
+        assert refused.value.response.status_code == 403
+        browser = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{TOKEN_A}")]
+        program = {"authorization": f"Bearer {TOKEN_B}"}
+        for protocols, headers in ((browser, {}), (None, program)):
+            async with websockets.connect(
+                url, ssl=trust, subprotocols=protocols, additional_headers=headers
+            ) as ws:
+                assert json.loads(await ws.recv())["type"] == "session.created"

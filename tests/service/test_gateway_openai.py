@@ -12,16 +12,10 @@ import pytest
 
 from services.gateway.server import running_gateway
 from services.tts.audio import to_wav
-from tests.gateway_stack import NOWHERE, Stack, gateway_settings, gateway_stack
+from tests.gateway_stack import NOWHERE, Stack, gateway_settings
 from tests.speech import corpus_wer, english, wer
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
-
-
-@pytest.fixture(scope="module")
-async def stack() -> AsyncIterator[Stack]:
-    async with gateway_stack(llm=True) as stack:
-        yield stack
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soxr
 
 from conversation.core import Turn, _Piece
 from conversation.endpointing import FRAME_MS, Edge, Endpointer
@@ -48,6 +49,24 @@ def test_silence_and_a_click_are_not_speech() -> None:
     assert not [
         x for f in [*_frames(silence(1.0)), click, *_frames(silence(1.0))] if (x := endpointer.push(f))
     ]
+
+
+def test_speech_resampled_through_24_khz_ends_where_it_did() -> None:
+    """A Realtime client's 24 kHz audio: resampling leaves a bit or two of noise over digital
+    silence, which webrtcvad alone took for voice (the turn ended 170-270 ms late)."""
+    rec = english()[4]
+    pcm = np.frombuffer(silence(1.0) + rec.pcm() + silence(1.0), dtype="<i2")
+    there = soxr.resample(pcm, 16_000, 24_000)
+    back = np.asarray(soxr.resample(np.asarray(there, dtype="<i2"), 24_000, 16_000), dtype="<i2").tobytes()
+    edges = []
+    for audio in (pcm.tobytes(), back):
+        endpointer = Endpointer(aggressiveness=2, min_speech_ms=DEFAULT_MIN_SPEECH_MS, silence_ms=600)
+        edges.append([(b.edge, b.frame) for f in _frames(audio) if (b := endpointer.push(f))])
+    assert edges[0] == edges[1]
+    noise = np.random.default_rng(0).integers(-1, 2, 16_000 * 2).astype("<i2").tobytes()
+    endpointer = Endpointer(aggressiveness=2, min_speech_ms=DEFAULT_MIN_SPEECH_MS, silence_ms=600)
+    heard = [b for f in _frames(noise) if (b := endpointer.push(f))]
+    assert not heard
 
 
 def test_heard_text_follows_the_played_samples() -> None:
@@ -138,7 +157,7 @@ def test_the_end_of_the_users_own_turn_is_no_barge_in() -> None:
     longer = DEFAULT_BARGE_IN_MS + 700
     assert endpointer.barges_in(longer)  # the user's own words, before the 600 ms of silence
     assert not endpointer.barges_in(longer, listened_ms=FRAME_MS)
-    for frame in _frames(english()[1].pcm()[: 16000 * 2]):
+    for frame in _frames(english()[1].pcm()[: 16000 * 2 * 2]):  # 2 s of speech
         endpointer.push(frame)
     assert endpointer.barges_in(longer, listened_ms=700 + 2000)
 

@@ -1,0 +1,530 @@
+"""``/v1/realtime``: OpenAI's Realtime API over a WebSocket; each connection is one conversation.
+
+The conversation is the edge client's own core (``conversation``): the same endpointing, held
+replies, barge-in and resume, and links to the three services. This module only translates
+the API's events to it and back, and moves the audio: PCM16 mono at 24 kHz both ways.
+
+Supported client events: ``session.update`` (``instructions``, the voice, ``turn_detection``:
+``server_vad`` with ``silence_duration_ms``, ``semantic_vad`` -> the bounded turn detector,
+or null with ``input_audio_buffer.commit``), ``input_audio_buffer.append/commit/clear``,
+``conversation.item.create`` (a user message of ``input_text``), ``response.create`` and
+``response.cancel``. Everything else gets an ``error`` event; fields not named here are ignored.
+Event names are the API's current ones (``response.output_audio.delta``); a client that sends
+``OpenAI-Beta: realtime=v1`` gets the beta names (``response.audio.delta``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import soxr
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from conversation import FRAME_MS, RATE_HZ, Conversation, ConversationSettings, Events, Turn
+from conversation.settings import silence_ms
+from services.common.auth import Tokens
+
+log = logging.getLogger(__name__)
+
+API_RATE_HZ = 24_000
+_FRAME_BYTES = RATE_HZ * FRAME_MS // 1000 * 2
+# Reply audio goes to the client this far ahead of where it is playing: its jitter buffer,
+# and all it can play of a reply that is cut before it hears the cut.
+LEAD_MS = 240
+# With no audio from the client for this long, the conversation's clock runs on silence
+# (a typed turn, a client that stops sending after a commit).
+_IDLE_CLOCK_MS = 300
+# Turn detection off: the turn ends only at input_audio_buffer.commit.
+_MANUAL_SILENCE_MS = 24 * 3600 * 1000
+_BETA_NAMES = {
+    "response.output_audio.delta": "response.audio.delta",
+    "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+    "conversation.item.added": "conversation.item.created",
+}
+
+
+class RealtimeError(Exception):
+    def __init__(self, message: str, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.param = code, param
+
+
+class ClientPlayback:
+    """The client's speaker, as the conversation sees it: reply audio is sent ``LEAD_MS`` ahead
+    of a playhead that moves with the conversation's clock; ``clear`` drops what was not sent."""
+
+    sample_rate_hz = API_RATE_HZ
+
+    def __init__(self, send: Callable[[bytes], None]) -> None:
+        self._send = send
+        self._pending = bytearray()
+        self._ahead = 0  # samples sent and not yet played
+        self.played_samples = 0
+
+    def write(self, pcm: bytes) -> None:
+        self._pending += pcm
+        self._top_up()
+
+    def flush_pending(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self._ahead = 0  # the client stops at speech_started, or the cancel
+
+    @property
+    def buffered_samples(self) -> int:
+        return len(self._pending) // 2 + self._ahead
+
+    def advance(self, ms: int) -> None:
+        played = min(self._ahead, self.sample_rate_hz * ms // 1000)
+        self._ahead -= played
+        self.played_samples += played
+        self._top_up()
+
+    def _top_up(self) -> None:
+        take = min(len(self._pending) // 2, self.sample_rate_hz * LEAD_MS // 1000 - self._ahead)
+        if take > 0:
+            self._send(bytes(self._pending[: take * 2]))
+            del self._pending[: take * 2]
+            self._ahead += take
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+@dataclasses.dataclass
+class _Response:
+    turn: Turn
+    id: str = dataclasses.field(default_factory=lambda: _new_id("resp"))
+    item_id: str = dataclasses.field(default_factory=lambda: _new_id("item"))
+    cancelled: bool = False  # by response.cancel
+
+
+class RealtimeSession(Events):
+    """One WebSocket: the API's events in, the conversation's out."""
+
+    def __init__(self, ws: WebSocket, base: ConversationSettings, beta: bool) -> None:
+        self._ws = ws
+        self._beta = beta
+        self._settings = base
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._event_ids = itertools.count(1)
+        self._conversation: Conversation | None = None
+        self._playback = ClientPlayback(self._audio_out)
+        self._to_16k = soxr.ResampleStream(API_RATE_HZ, RATE_HZ, 1, dtype="int16")
+        self._frames = bytearray()
+        self._fed_at = time.monotonic()
+        self._user_item = ""  # the audio item being spoken or last committed
+        self._last_item = ""
+        self._typed: list[str] = []  # user text items not yet answered
+        self._typed_turn = False  # the turn being asked was typed, not spoken
+        self._responses: dict[int, _Response] = {}  # by turn id, until done
+        self._response: _Response | None = None  # the latest: where reply audio goes
+        self._text: dict[int, list[str]] = {}  # reply text that came before its response began
+
+    # -- the socket --------------------------------------------------------------------------
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write())
+        clock: asyncio.Task[None] | None = None
+        self._emit("session.created", session=self._session())
+        try:
+            while True:
+                message = await self._ws.receive_text()
+                try:
+                    self._handle(message)
+                except RealtimeError as exc:
+                    self._error(str(exc), exc.code, exc.param)
+                if clock is None and self._conversation is not None:
+                    clock = asyncio.create_task(self._clock())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if clock is not None:
+                clock.cancel()
+            if self._conversation is not None:
+                await self._conversation.close()
+            self._outbox.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await writer
+
+    async def _write(self) -> None:
+        while (text := await self._outbox.get()) is not None:
+            try:
+                await self._ws.send_text(text)
+            except (WebSocketDisconnect, RuntimeError):
+                return
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        if self._beta:
+            kind = _BETA_NAMES.get(kind, kind)
+        event = {"type": kind, "event_id": f"event_{next(self._event_ids)}", **fields}
+        self._outbox.put_nowait(json.dumps(event))
+
+    def _error(self, message: str, code: str, param: str | None = None, event_id: str | None = None) -> None:
+        error = {"type": "invalid_request_error", "code": code, "message": message, "param": param}
+        self._emit("error", error={**error, "event_id": event_id})
+
+    async def _clock(self) -> None:
+        """Silence in real time while the client sends no audio, so that turns still end."""
+        while True:
+            await asyncio.sleep(FRAME_MS / 1000)
+            if (time.monotonic() - self._fed_at) * 1000 >= _IDLE_CLOCK_MS:
+                self._feed(bytes(_FRAME_BYTES), idle=True)
+
+    # -- client events -----------------------------------------------------------------------
+    def _handle(self, message: str) -> None:
+        try:
+            event = json.loads(message)
+        except json.JSONDecodeError as exc:
+            raise RealtimeError(f"the event is not JSON: {exc}", "invalid_json") from exc
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise RealtimeError("an event is a JSON object with a string `type`", "invalid_event", "type")
+        handler = _HANDLERS.get(event["type"])
+        if handler is None:
+            raise RealtimeError(
+                f"unsupported event type {event['type']!r}; supported: {', '.join(sorted(_HANDLERS))}",
+                "unsupported_event",
+                "type",
+            )
+        handler(self, event)
+
+    def _session_update(self, event: dict[str, Any]) -> None:
+        session = _object(event, "session")
+        audio = session.get("audio") or {}
+        changes: dict[str, Any] = {}
+        if "instructions" in session:
+            changes["system_prompt"] = str(session["instructions"] or "")
+        voice = (audio.get("output") or {}).get("voice", session.get("voice"))
+        if voice is not None:
+            changes["voice"] = "" if voice in _OPENAI_VOICES else str(voice)
+        formats = [(audio.get("input") or {}).get("format"), (audio.get("output") or {}).get("format")]
+        formats += [session.get("input_audio_format"), session.get("output_audio_format")]
+        for value in formats:
+            if value is not None and not _is_pcm16(value):
+                raise RealtimeError(
+                    f"audio format {value!r} is not supported: use PCM16 at 24 kHz (`audio/pcm`, or `pcm16`)",
+                    "unsupported_audio_format",
+                    "session.audio.input.format",
+                )
+        inputs = audio.get("input") or {}
+        if "turn_detection" in inputs or "turn_detection" in session:
+            detection = inputs["turn_detection"] if "turn_detection" in inputs else session["turn_detection"]
+            changes.update(_turn_detection(detection))
+        if changes and self._conversation is not None:
+            changed = {_API_NAMES[k] for k, v in changes.items() if getattr(self._settings, k) != v}
+            if changed:
+                raise RealtimeError(
+                    f"{', '.join(sorted(changed))} cannot change once the conversation has begun: send "
+                    "session.update first, or open a new connection",
+                    "session_fixed",
+                    "session",
+                )
+        try:
+            self._settings = dataclasses.replace(self._settings, **changes)
+        except ValueError as exc:
+            raise RealtimeError(str(exc), "invalid_value", "session.audio.input.turn_detection") from exc
+        self._emit("session.updated", session=self._session())
+
+    def _append(self, event: dict[str, Any]) -> None:
+        audio = event.get("audio")
+        if not isinstance(audio, str):
+            raise RealtimeError("`audio` must be base64 PCM16 at 24 kHz", "invalid_value", "audio")
+        try:
+            pcm = base64.b64decode(audio, validate=True)
+        except binascii.Error as exc:
+            raise RealtimeError(f"`audio` is not base64: {exc}", "invalid_value", "audio") from exc
+        if len(pcm) % 2:
+            raise RealtimeError(
+                "`audio` holds an odd number of bytes: PCM16 has 2 a sample", "invalid_value", "audio"
+            )
+        self._start()
+        samples = self._to_16k.resample_chunk(np.frombuffer(pcm, dtype="<i2"))
+        self._frames += np.asarray(samples, dtype="<i2").tobytes()
+        while len(self._frames) >= _FRAME_BYTES:
+            self._feed(bytes(self._frames[:_FRAME_BYTES]))
+            del self._frames[:_FRAME_BYTES]
+
+    def _commit(self, event: dict[str, Any]) -> None:
+        if not self._start().end_turn():
+            raise RealtimeError(
+                "no speech in the audio buffer to commit (nothing was heard since the last turn)",
+                "input_audio_buffer_commit_empty",
+            )
+
+    def _clear(self, event: dict[str, Any]) -> None:
+        self._frames.clear()
+        self._emit("input_audio_buffer.cleared")
+
+    def _create_item(self, event: dict[str, Any]) -> None:
+        item = _object(event, "item")
+        texts = [
+            part.get("text", "")
+            for part in item.get("content") or []
+            if isinstance(part, dict) and part.get("type") in ("input_text", "text")
+        ]
+        if (
+            item.get("type", "message") != "message"
+            or item.get("role") != "user"
+            or not "".join(texts).strip()
+        ):
+            raise RealtimeError(
+                "only a user message with `input_text` content can be added", "unsupported_item", "item"
+            )
+        self._start()
+        item_id = str(item.get("id") or _new_id("item"))
+        self._typed.append(" ".join(t.strip() for t in texts))
+        added = {
+            "id": item_id,
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": item["content"],
+        }
+        self._emit("conversation.item.added", previous_item_id=self._last_item or None, item=added)
+        self._last_item = item_id
+
+    def _create_response(self, event: dict[str, Any]) -> None:
+        conversation = self._start()
+        if not self._typed:
+            if conversation.busy:
+                return  # the turn just committed is being answered already
+            raise RealtimeError(
+                "nothing to respond to: add a user message or speak first",
+                "response_create_empty",
+                "response",
+            )
+        text, self._typed = " ".join(self._typed), []
+        self._typed_turn = True
+        try:
+            conversation.ask(text, {"transcript_final": conversation.now_ms()})
+        finally:
+            self._typed_turn = False
+
+    def _cancel(self, event: dict[str, Any]) -> None:
+        current = self._start().current
+        if current is not None and current.id in self._responses:
+            self._responses[current.id].cancelled = True
+        if not self._start().cancel():
+            raise RealtimeError("there is no response in progress to cancel", "response_cancel_not_active")
+
+    # -- the conversation --------------------------------------------------------------------
+    def _start(self) -> Conversation:
+        if self._conversation is None:
+            self._conversation = Conversation(self._settings, self._playback, self._show, events=self)
+            self._conversation.start()
+        return self._conversation
+
+    def _feed(self, frame: bytes, idle: bool = False) -> None:
+        assert self._conversation is not None
+        if not idle:
+            self._fed_at = time.monotonic()
+        self._conversation.feed(frame)
+        self._playback.advance(FRAME_MS)
+
+    def _show(self, kind: str, text: str) -> None:
+        if kind == "note":
+            log.info("realtime session: %s", text)
+
+    def speech_started(self, at_ms: float) -> None:
+        self._user_item = _new_id("item")
+        self._emit("input_audio_buffer.speech_started", audio_start_ms=round(at_ms), item_id=self._user_item)
+
+    def speech_stopped(self, at_ms: float) -> None:
+        self._emit("input_audio_buffer.speech_stopped", audio_end_ms=round(at_ms), item_id=self._user_item)
+        self._emit(
+            "input_audio_buffer.committed", previous_item_id=self._last_item or None, item_id=self._user_item
+        )
+        self._last_item = self._user_item
+
+    def reply_started(self, turn: Turn) -> None:
+        if not self._typed_turn:
+            self._emit(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=self._user_item,
+                content_index=0,
+                transcript=turn.user_text,
+            )
+        for earlier in [r.turn for r in self._responses.values() if r.turn.interrupted]:
+            self.reply_done(earlier)  # cut by this turn: done before this one begins
+        response = self._response = self._responses[turn.id] = _Response(turn)
+        self._emit("response.created", response=self._response_body(response, "in_progress", []))
+        item = {
+            "id": response.item_id,
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
+        self._emit("response.output_item.added", response_id=response.id, output_index=0, item=item)
+        for text in self._text.pop(turn.id, []):
+            self.reply_text(turn, text)
+        self._text.clear()
+
+    def reply_text(self, turn: Turn, text: str) -> None:
+        response = self._responses.get(turn.id)
+        if response is None:
+            self._text.setdefault(turn.id, []).append(text)  # a held reply, not yet released
+            return
+        self._emit("response.output_audio_transcript.delta", **self._part(response), delta=text)
+
+    def _audio_out(self, pcm: bytes) -> None:
+        if (response := self._response) is not None:
+            delta = base64.b64encode(pcm).decode()
+            self._emit("response.output_audio.delta", **self._part(response), delta=delta)
+
+    def reply_done(self, turn: Turn) -> None:
+        response = self._responses.pop(turn.id, None)
+        if response is None:
+            return
+        if self._response is response:
+            self._response = None
+        transcript = turn.heard_text if turn.interrupted else turn.agent_text.strip()
+        status = "failed" if turn.error else "cancelled" if turn.interrupted else "completed"
+        self._emit("response.output_audio.done", **self._part(response))
+        self._emit("response.output_audio_transcript.done", **self._part(response), transcript=transcript)
+        content = [{"type": "output_audio", "transcript": transcript}]
+        item: dict[str, object] = {
+            "id": response.item_id,
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": content,
+        }
+        self._emit("response.output_item.done", response_id=response.id, output_index=0, item=item)
+        body = self._response_body(response, status, [item])
+        if turn.interrupted:
+            reason = "client_cancelled" if response.cancelled else "turn_detected"
+            body["status_details"] = {"type": "cancelled", "reason": reason}
+        if turn.error:
+            body["status_details"] = {
+                "type": "failed",
+                "error": {"type": "server_error", "message": turn.error},
+            }
+        self._emit("response.done", response=body)
+        self._last_item = response.item_id
+
+    @staticmethod
+    def _part(response: _Response) -> dict[str, object]:
+        return {
+            "response_id": response.id,
+            "item_id": response.item_id,
+            "output_index": 0,
+            "content_index": 0,
+        }
+
+    @staticmethod
+    def _response_body(response: _Response, status: str, output: list[dict[str, object]]) -> dict[str, Any]:
+        return {"id": response.id, "object": "realtime.response", "status": status, "output": output}
+
+    def _session(self) -> dict[str, object]:
+        settings = self._settings
+        detection: dict[str, object] | None = None
+        if settings.silence_ms != _MANUAL_SILENCE_MS:
+            kind = "semantic_vad" if settings.turn_detector == "bounded" else "server_vad"
+            silence = settings.silence_ms or silence_ms(settings.turn_detector)
+            detection = {"type": kind, "silence_duration_ms": silence}
+        pcm = {"type": "audio/pcm", "rate": API_RATE_HZ}
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "instructions": settings.system_prompt,
+            "audio": {
+                "input": {"format": pcm, "turn_detection": detection},
+                "output": {"format": pcm, "voice": settings.voice},
+            },
+        }
+
+
+# The session's fields, by the conversation setting each one sets.
+_API_NAMES = {
+    "system_prompt": "instructions",
+    "voice": "voice",
+    "turn_detector": "turn_detection",
+    "silence_ms": "turn_detection",
+    "pause_ms": "turn_detection",
+}
+_OPENAI_VOICES = {"alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse"}
+_HANDLERS: dict[str, Callable[[RealtimeSession, dict[str, Any]], None]] = {
+    "session.update": RealtimeSession._session_update,
+    "input_audio_buffer.append": RealtimeSession._append,
+    "input_audio_buffer.commit": RealtimeSession._commit,
+    "input_audio_buffer.clear": RealtimeSession._clear,
+    "conversation.item.create": RealtimeSession._create_item,
+    "response.create": RealtimeSession._create_response,
+    "response.cancel": RealtimeSession._cancel,
+}
+
+
+def _object(event: dict[str, Any], name: str) -> dict[str, Any]:
+    value = event.get(name)
+    if not isinstance(value, dict):
+        raise RealtimeError(f"`{name}` must be an object", "invalid_value", name)
+    return value
+
+
+def _is_pcm16(value: object) -> bool:
+    if isinstance(value, dict):
+        return value.get("type") == "audio/pcm" and value.get("rate", API_RATE_HZ) == API_RATE_HZ
+    return value == "pcm16"
+
+
+def _turn_detection(detection: object) -> dict[str, Any]:
+    """The conversation settings for the API's ``turn_detection``."""
+    if detection is None:
+        return {"turn_detector": "silence", "silence_ms": _MANUAL_SILENCE_MS, "pause_ms": 0}
+    if not isinstance(detection, dict) or detection.get("type") not in ("server_vad", "semantic_vad"):
+        raise RealtimeError(
+            "turn_detection must be null, or of type server_vad or semantic_vad",
+            "invalid_value",
+            "session.audio.input.turn_detection",
+        )
+    silence = detection.get("silence_duration_ms")
+    if silence is not None and (not isinstance(silence, int) or silence <= 0):
+        raise RealtimeError(
+            "silence_duration_ms must be a whole number of milliseconds above 0",
+            "invalid_value",
+            "session.audio.input.turn_detection.silence_duration_ms",
+        )
+    bounded = detection["type"] == "semantic_vad"
+    return {"turn_detector": "bounded" if bounded else "silence", "silence_ms": silence, "pause_ms": None}
+
+
+def router(base: ConversationSettings, tokens: Tokens) -> APIRouter:
+    """``/v1/realtime``; with tokens, one in ``Authorization: Bearer`` or the browser's
+    ``openai-insecure-api-key.<token>`` subprotocol."""
+    routes = APIRouter()
+
+    @routes.websocket("/v1/realtime")
+    async def realtime(ws: WebSocket) -> None:
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        keys = [
+            p.removeprefix("openai-insecure-api-key.")
+            for p in offered
+            if p.startswith("openai-insecure-api-key.")
+        ]
+        if tokens.required:
+            header = ws.headers.get("authorization") or (f"Bearer {keys[0]}" if keys else "")
+            if tokens.check([("authorization", header)]).client is None:
+                await ws.close(code=1008, reason="an access token is needed: Authorization: Bearer <token>")
+                return
+        await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
+        beta = "realtime=v1" in ws.headers.get("openai-beta", "")
+        await RealtimeSession(ws, base, beta).run()
+
+    return routes

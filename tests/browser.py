@@ -1,0 +1,66 @@
+"""The gateway's page in Debian's headless Chromium, with a fake microphone fed from a WAV."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from tests.speech import Recording
+
+MIC_RATE_HZ = 48_000
+
+
+def microphone(path: Path, parts: list[Recording | bytes | float]) -> None:
+    """A WAV of recordings (or 16 kHz PCM) and seconds of silence, in order: a fake microphone."""
+    audio = []
+    for part in parts:
+        if isinstance(part, bytes | Recording):
+            pcm = part if isinstance(part, bytes) else part.pcm()
+            samples = np.frombuffer(pcm, dtype="<i2")
+            audio.append(np.asarray(soxr.resample(samples, 16_000, MIC_RATE_HZ), dtype="<i2"))
+        else:
+            audio.append(np.zeros(round(part * MIC_RATE_HZ), dtype="<i2"))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(MIC_RATE_HZ)
+        w.writeframes(np.concatenate(audio).tobytes())
+
+
+def talk(url: str, microphone: Path, replies: int, timeout_s: float) -> dict[str, Any]:
+    """Open the page, press Talk, and return its record once ``replies`` replies are done."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    try:
+        driver.get(url)
+        driver.find_element(By.ID, "talk").click()
+        deadline = time.monotonic() + timeout_s
+        record: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            record = driver.execute_script("return window.voiceAgent")
+            if len(record["ai"]) >= replies:
+                break
+            time.sleep(0.2)
+        record["log"] = driver.find_element(By.ID, "log").text
+        return record
+    finally:
+        driver.quit()

@@ -1,0 +1,268 @@
+"""``/v1/realtime`` in front of the real services: the official openai SDK's realtime client, and a
+raw WebSocket for the event order and malformed events."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import openai
+import pytest
+import soxr
+import websockets
+
+from services.gateway.realtime import API_RATE_HZ
+from tests.gateway_stack import Stack
+from tests.speech import Recording, english, wer
+
+CHUNK_MS = 100
+STORY = "Tell me a long story about a dragon who learns to bake bread."
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{stack.ports.http}/v1",
+        websocket_base_url=f"ws://127.0.0.1:{stack.ports.http}/v1",
+        api_key="unused",
+    ) as client:
+        yield client
+
+
+def _24k(rec: Recording) -> bytes:
+    samples = np.frombuffer(rec.pcm(), dtype="<i2")
+    return np.asarray(soxr.resample(samples, 16_000, API_RATE_HZ), dtype="<i2").tobytes()
+
+
+class Heard:
+    """Every server event, by type, as it comes; waits for the next one of a type."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._new = asyncio.Event()
+
+    def add(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self._new.set()
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+    async def next(self, kind: str, after: int, timeout_s: float = 90) -> dict[str, Any]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                found = [e for e in self.events[after:] if e["type"] == kind]
+                if found:
+                    return found[0]
+                self._new.clear()
+                await self._new.wait()
+
+    def audio_s(self, response_id: str) -> float:
+        deltas = [e for e in self.of("response.output_audio.delta") if e["response_id"] == response_id]
+        return sum(len(base64.b64decode(e["delta"])) for e in deltas) / 2 / API_RATE_HZ
+
+
+async def _speak(conn: Any, pcm: bytes, silence_ms: int = 0) -> None:
+    """``pcm`` (24 kHz), then silence, in real time as a microphone would."""
+    chunk = API_RATE_HZ * CHUNK_MS // 1000 * 2
+    pcm += bytes(API_RATE_HZ * silence_ms // 1000 * 2)
+    for at in range(0, len(pcm), chunk):
+        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[at : at + chunk]).decode())
+        await asyncio.sleep(CHUNK_MS / 1000)
+
+
+@pytest.fixture
+async def talk(client: openai.AsyncOpenAI) -> AsyncIterator[tuple[Any, Heard]]:
+    async with client.realtime.connect(model="voice-agent") as conn:
+        heard = Heard()
+
+        async def listen() -> None:
+            async for event in conn:
+                heard.add(event.to_dict())
+
+        listening = asyncio.create_task(listen())
+        yield conn, heard
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await listening
+
+
+async def test_two_spoken_turns_and_a_typed_one_through_the_openai_sdk(talk: tuple[Any, Heard]) -> None:
+    conn, heard = talk
+    await conn.session.update(
+        session={
+            "type": "realtime",
+            "instructions": "You are a helpful voice assistant. Answer in one short sentence.",
+            "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 600}}},
+        }
+    )
+    updated = await heard.next("session.updated", 0)
+    assert updated["session"]["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 600
+
+    clips = english()[:2]
+    for rec in clips:
+        mark = len(heard.events)
+        speaking = asyncio.create_task(_speak(conn, _24k(rec), 1500))
+        done = await heard.next("response.done", mark)
+        speaking.cancel()
+        assert done["response"]["status"] == "completed", done
+        said = await heard.next("conversation.item.input_audio_transcription.completed", mark)
+        assert wer(rec.text, said["transcript"]) <= 0.3, (rec.text, said["transcript"])
+        order = [
+            "input_audio_buffer.speech_started",
+            "input_audio_buffer.speech_stopped",
+            "input_audio_buffer.committed",
+            "conversation.item.input_audio_transcription.completed",
+            "response.created",
+            "response.output_audio.delta",
+            "response.output_audio.done",
+            "response.done",
+        ]
+        kinds = [e["type"] for e in heard.events[mark:]]
+        assert [kinds.index(k) for k in order] == sorted(kinds.index(k) for k in order), kinds
+        _assert_spoken(heard, done)
+
+    mark = len(heard.events)
+    await conn.conversation.item.create(
+        item={
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "What is two plus two?"}],
+        }
+    )
+    await conn.response.create()
+    done = await heard.next("response.done", mark)
+    assert done["response"]["status"] == "completed", done
+    assert not [e for e in heard.events[mark:] if e["type"].startswith("input_audio_buffer")]
+    _assert_spoken(heard, done)
+
+
+def _assert_spoken(heard: Heard, done: dict[str, Any]) -> None:
+    """The reply's audio is as long as speech of its transcript would be."""
+    response = done["response"]
+    transcript = response["output"][0]["content"][0]["transcript"]
+    deltas = "".join(
+        e["delta"]
+        for e in heard.of("response.output_audio_transcript.delta")
+        if e["response_id"] == response["id"]
+    )
+    assert deltas.strip() == transcript and transcript, (deltas, transcript)
+    words = len(transcript.split())
+    assert 0.12 * words <= heard.audio_s(response["id"]) <= 1.0 * words + 1.0, (
+        transcript,
+        heard.audio_s(response["id"]),
+    )
+
+
+async def test_a_response_is_cancelled_mid_stream_and_the_session_goes_on(talk: tuple[Any, Heard]) -> None:
+    conn, heard = talk
+    await conn.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": STORY}]}
+    )
+    await conn.response.create()
+    first = await heard.next("response.output_audio.delta", 0)
+    await conn.response.cancel()
+    done = await heard.next("response.done", 0)
+    response = done["response"]
+    assert response["id"] == first["response_id"]
+    assert response["status"] == "cancelled"
+    assert response["status_details"]["reason"] == "client_cancelled"
+    # Cut within the first second of audio: what is kept is what was heard, a few words at most.
+    assert len(response["output"][0]["content"][0]["transcript"].split()) <= 6, response
+    assert heard.audio_s(response["id"]) <= 3.0
+
+    await conn.response.cancel()
+    error = await heard.next("error", 0)
+    assert error["error"]["code"] == "response_cancel_not_active"
+
+    mark = len(heard.events)
+    await conn.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello."}]}
+    )
+    await conn.response.create()
+    assert (await heard.next("response.done", mark))["response"]["status"] == "completed"
+
+
+async def test_speech_over_a_reply_cancels_it_at_what_was_played(talk: tuple[Any, Heard]) -> None:
+    conn, heard = talk
+    await conn.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": STORY}]}
+    )
+    await conn.response.create()
+    await heard.next("response.output_audio.delta", 0)
+    rec = english()[0]
+    speaking = asyncio.create_task(_speak(conn, _24k(rec), 2000))
+    done = await heard.next("response.done", 0)
+    assert done["response"]["status"] == "cancelled", done
+    assert done["response"]["status_details"]["reason"] == "turn_detected"
+    started = await heard.next("input_audio_buffer.speech_started", 0)
+    assert heard.events.index(started) < heard.events.index(done)
+    # The speech over it is the next turn, answered in full.
+    said = await heard.next("conversation.item.input_audio_transcription.completed", 0)
+    assert wer(rec.text, said["transcript"]) <= 0.3, said
+    after = heard.events.index(done)
+    assert (await heard.next("response.done", after + 1))["response"]["status"] == "completed"
+    speaking.cancel()
+
+
+async def test_malformed_and_unsupported_events_get_errors_in_the_apis_shape(stack: Stack) -> None:
+    url = f"ws://127.0.0.1:{stack.ports.http}/v1/realtime?model=voice-agent"
+    async with websockets.connect(url) as ws:
+        created = json.loads(await ws.recv())
+        assert created["type"] == "session.created"
+        assert created["session"]["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+        cases = [
+            ("{not json", "invalid_json"),
+            (json.dumps({"type": "response.frobnicate"}), "unsupported_event"),
+            (json.dumps({"type": "input_audio_buffer.append", "audio": "%%%"}), "invalid_value"),
+            (json.dumps({"type": "input_audio_buffer.commit"}), "input_audio_buffer_commit_empty"),
+            (json.dumps({"type": "response.create"}), "response_create_empty"),
+            (
+                json.dumps(
+                    {
+                        "type": "session.update",
+                        "session": {"audio": {"input": {"format": {"type": "audio/pcmu"}}}},
+                    }
+                ),
+                "unsupported_audio_format",
+            ),
+        ]
+        for message, code in cases:
+            await ws.send(message)
+            event = json.loads(await ws.recv())
+            assert event["type"] == "error", event
+            assert event["error"]["code"] == code and event["error"]["message"], event
+        # The settings are fixed once the conversation has begun (the commit began it), and the
+        # session still works.
+        await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "Be brief."}}))
+        event = json.loads(await ws.recv())
+        assert event["error"]["code"] == "session_fixed" and "instructions" in event["error"]["message"]
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi."}]}
+        await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
+        assert json.loads(await ws.recv())["type"] == "conversation.item.added"
+
+
+async def test_beta_clients_get_the_beta_event_names(stack: Stack) -> None:
+    url = f"ws://127.0.0.1:{stack.ports.http}/v1/realtime?model=voice-agent"
+    async with websockets.connect(url, additional_headers={"OpenAI-Beta": "realtime=v1"}) as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello."}]}
+        await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
+        await ws.send(json.dumps({"type": "response.create"}))
+        kinds: list[str] = []
+        async with asyncio.timeout(90):
+            while not kinds or kinds[-1] != "response.done":
+                kinds.append(json.loads(await ws.recv())["type"])
+    assert kinds[0] == "conversation.item.created"
+    assert "response.audio.delta" in kinds and "response.audio_transcript.done" in kinds
+    assert not [k for k in kinds if "output_audio" in k]
+    assert (
+        kinds.index("response.created")
+        < kinds.index("response.audio.delta")
+        < kinds.index("response.audio.done")
+    )
