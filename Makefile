@@ -10,7 +10,7 @@ WHEEL_CACHE ?= $(HOME)/.cache/voice-agent/wheels
 PROTOS := $(shell find protos -name '*.proto')
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv venv-coqui wheels system-deps protos lint images images-coqui images-gpu test run run-original up down bench clean certs up-secure bench-load
+.PHONY: venv venv-coqui wheels system-deps test-deps protos lint images images-coqui images-gpu test run run-original up down bench clean certs up-secure bench-load
 
 wheels/.ready:
 	mkdir -p $(WHEEL_CACHE) wheels
@@ -49,14 +49,20 @@ $(VENV)/.coqui: $(VENV)/.installed
 
 venv-coqui: $(VENV)/.coqui
 
-# PortAudio for the microphone and speaker; JACK's dummy driver gives the tests sound devices;
-# Chromium and its driver open the gateway's page in the tests.
+# PortAudio for the microphone and speaker; JACK's dummy driver gives the tests sound devices.
 system-deps:
-	@if ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v jackd >/dev/null || ! command -v chromedriver >/dev/null; then \
-		echo "installing libportaudio2, jackd2, chromium and chromium-driver"; \
+	@if ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v jackd >/dev/null; then \
 		echo "jackd2 jackd/tweak_rt_limits boolean false" | $(SUDO) debconf-set-selections; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends libportaudio2 jackd2 chromium chromium-driver >/dev/null; \
+			--no-install-recommends libportaudio2 jackd2 >/dev/null; \
+	fi
+
+# Chromium and its driver open the gateway's page in the tests.
+test-deps: system-deps
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "installing chromium and chromium-driver for the page's tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver >/dev/null; \
 	fi
 
 protos: venv
@@ -82,7 +88,7 @@ images-gpu: images
 	docker compose -f docker-compose.yml -f docker-compose.gpu.yml build stt tts
 
 # The whole suite: lint and types, then unit, service, integration and container tests.
-test: system-deps venv venv-coqui lint images
+test: test-deps venv venv-coqui lint images
 	$(PY) -m pytest -ra
 
 # Build and start the stack, then talk with it through the default microphone and speaker.
