@@ -15,6 +15,7 @@ import openai
 import pytest
 import soxr
 import websockets
+from prometheus_client import REGISTRY
 
 from services.gateway.realtime import API_RATE_HZ
 from tests.gateway_stack import Stack
@@ -266,3 +267,29 @@ async def test_beta_clients_get_the_beta_event_names(stack: Stack) -> None:
         < kinds.index("response.audio.delta")
         < kinds.index("response.audio.done")
     )
+
+
+def _streams() -> dict[str, float]:
+    """The services' streaming calls in progress (all three run in this process)."""
+    counts = dict.fromkeys(("StreamingRecognize", "StreamingChat", "StreamingSynthesize"), 0.0)
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if sample.name == "voice_active_rpcs":
+                method = str(sample.labels["method"]).rsplit("/", 1)[-1]
+                if method in counts:
+                    counts[method] += sample.value
+    return counts
+
+
+async def test_closing_the_socket_ends_its_conversation_and_frees_its_streams(stack: Stack) -> None:
+    before = _streams()
+    url = f"ws://127.0.0.1:{stack.ports.http}/v1/realtime"
+    async with websockets.connect(url) as ws:
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi."}]}
+        await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
+        async with asyncio.timeout(10):
+            while any(_streams()[m] <= before[m] for m in before):
+                await asyncio.sleep(0.05)
+    async with asyncio.timeout(10):
+        while _streams() != before:
+            await asyncio.sleep(0.05)
