@@ -144,12 +144,14 @@ class RealtimeSession(Events):
         clock: asyncio.Task[None] | None = None
         self._emit("session.created", session=self._session())
         try:
-            while True:
-                message = await self._ws.receive_text()
+            while (message := await self._ws.receive())["type"] != "websocket.disconnect":
                 try:
-                    self._handle(message)
+                    self._handle(message.get("text"))
                 except RealtimeError as exc:
                     self._error(str(exc), exc.code, exc.param)
+                except Exception as exc:  # a shape no check foresaw: this event fails, the session goes on
+                    log.exception("realtime event failed")
+                    self._error(f"the event could not be handled: {exc!r}", "invalid_event")
                 if clock is None and self._conversation is not None:
                     clock = asyncio.create_task(self._clock())
         except WebSocketDisconnect:
@@ -188,7 +190,11 @@ class RealtimeSession(Events):
                 self._feed(bytes(_FRAME_BYTES), idle=True)
 
     # -- client events -----------------------------------------------------------------------
-    def _handle(self, message: str) -> None:
+    def _handle(self, message: str | None) -> None:
+        if message is None:
+            raise RealtimeError(
+                "binary messages are not events: send each event as JSON text", "invalid_event"
+            )
         try:
             event = json.loads(message)
         except json.JSONDecodeError as exc:

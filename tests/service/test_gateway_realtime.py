@@ -217,12 +217,14 @@ async def test_malformed_and_unsupported_events_get_errors_in_the_apis_shape(sta
         created = json.loads(await ws.recv())
         assert created["type"] == "session.created"
         assert created["session"]["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
-        cases = [
+        cases: list[tuple[str | bytes, str]] = [
             ("{not json", "invalid_json"),
             (json.dumps({"type": "response.frobnicate"}), "unsupported_event"),
             (json.dumps({"type": "input_audio_buffer.append", "audio": "%%%"}), "invalid_value"),
             (json.dumps({"type": "input_audio_buffer.commit"}), "input_audio_buffer_commit_empty"),
             (json.dumps({"type": "response.create"}), "response_create_empty"),
+            (b"\x00\x01", "invalid_event"),
+            (json.dumps({"type": "session.update", "session": {"audio": "loud"}}), "invalid_event"),
             (
                 json.dumps(
                     {
