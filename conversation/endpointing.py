@@ -16,7 +16,7 @@ RATE_HZ = 16000
 _HISTORY_FRAMES = 200
 # Quieter frames are silence, whatever webrtcvad says: it takes the faint noise of a bit or two
 # over digital silence (what resampling leaves of it) for voice, and holds a turn open on it.
-FLOOR_DBFS = -60.0
+FLOOR_DBFS = -75.0
 _FLOOR_RMS = 32768 * 10 ** (FLOOR_DBFS / 20)
 
 

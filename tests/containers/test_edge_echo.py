@@ -105,7 +105,9 @@ async def test_speaking_over_the_echo_still_cuts_the_reply_short(stack: None, tm
     assert echo.converged and first["interrupted"] is True and t["first_audio"] < spoke_at[0] < t["barge_in"]
     # Later than with a headset (there: barge_in_ms + 200): while the user's first syllables
     # overlap the reply, the canceller's suppressor takes them out with the echo (bench/aec).
-    assert t["barge_in"] - spoke_at[0] <= settings.barge_in_ms + 1000, t
+    # Measured 600-1740 ms on 2 cores (the slowest under the whole suite's load); a reply cut
+    # only at the end of the 3.3 s interruption would come after 3.9 s.
+    assert t["barge_in"] - spoke_at[0] <= settings.barge_in_ms + 1700, t
     late = session.audible()
     assert late[(late > t["barge_in"] + 100) & (late < t["barge_in"] + 2000)].size == 0
     # The words spoken over the reply before it stopped may be lost (see README, Echo cancellation).
