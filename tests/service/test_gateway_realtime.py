@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -283,8 +284,19 @@ def _streams() -> dict[str, float]:
     return counts
 
 
+async def _settled() -> dict[str, float]:
+    """The streams once the earlier tests' conversations have closed theirs (no change for 1 s)."""
+    counts, since = _streams(), time.monotonic()
+    async with asyncio.timeout(20):
+        while time.monotonic() - since < 1.0:
+            await asyncio.sleep(0.05)
+            if (now := _streams()) != counts:
+                counts, since = now, time.monotonic()
+    return counts
+
+
 async def test_closing_the_socket_ends_its_conversation_and_frees_its_streams(stack: Stack) -> None:
-    before = _streams()
+    before = await _settled()
     url = f"ws://127.0.0.1:{stack.ports.http}/v1/realtime"
     async with websockets.connect(url) as ws:
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi."}]}
