@@ -193,7 +193,7 @@ class Conversation:
         self.finished: list[Turn] = []
         smart = settings.turn_detector == "smart"
         self._bounded = settings.turn_detector == "bounded"
-        self._silence_ms = settings.silence_ms or silence_ms(settings.turn_detector)
+        self._silence_ms = settings.end_silence_ms
         self._endpointer = Endpointer(
             settings.vad_aggressiveness,
             settings.min_speech_ms,

@@ -85,7 +85,7 @@ class ConversationSettings:
             raise ValueError(
                 "--pause-ms works with --turn-detector silence or bounded; leave out one of them"
             )
-        silence = silence_ms(self.turn_detector) if self.silence_ms is None else self.silence_ms
+        silence = self.end_silence_ms
         if self.turn_detector == "bounded" and self.pause_ms == 0:
             raise ValueError("--turn-detector bounded judges your turn at a pause: give --pause-ms above 0")
         if self.turn_detector == "bounded" and self.max_silence_ms < silence:
@@ -97,6 +97,11 @@ class ConversationSettings:
                 f"--pause-ms ({self.pause_ms}) must be shorter than --silence-ms ({silence}): the reply "
                 "is prepared at the pause and played when the silence ends the turn (0: no pause)"
             )
+
+    @property
+    def end_silence_ms(self) -> int:
+        """The silence that ends a turn: ``silence_ms``, or the turn detector's default."""
+        return silence_ms(self.turn_detector) if self.silence_ms is None else self.silence_ms
 
 
 def silence_ms(turn_detector: str) -> int:

@@ -4,36 +4,28 @@ from __future__ import annotations
 
 import shutil
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soxr
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from tests.speech import Recording
+from tests.edge import write_wav
+from tests.speech import Recording, at_rate
 
 MIC_RATE_HZ = 48_000
 
 
 def microphone(path: Path, parts: list[Recording | bytes | float]) -> None:
     """A WAV of recordings (or 16 kHz PCM) and seconds of silence, in order: a fake microphone."""
-    audio = []
+    audio = b""
     for part in parts:
-        if isinstance(part, bytes | Recording):
-            pcm = part if isinstance(part, bytes) else part.pcm()
-            samples = np.frombuffer(pcm, dtype="<i2")
-            audio.append(np.asarray(soxr.resample(samples, 16_000, MIC_RATE_HZ), dtype="<i2"))
+        if isinstance(part, float | int):
+            audio += bytes(round(part * MIC_RATE_HZ) * 2)
         else:
-            audio.append(np.zeros(round(part * MIC_RATE_HZ), dtype="<i2"))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(MIC_RATE_HZ)
-        w.writeframes(np.concatenate(audio).tobytes())
+            audio += at_rate(part if isinstance(part, bytes) else part.pcm(), MIC_RATE_HZ)
+    write_wav(path, audio, MIC_RATE_HZ)
 
 
 def talk(url: str, microphone: Path, replies: int, timeout_s: float) -> dict[str, Any]:

@@ -13,6 +13,8 @@ import jiwer
 from whisper_normalizer.basic import BasicTextNormalizer
 from whisper_normalizer.english import EnglishTextNormalizer
 
+from services.common.audio import float_to_pcm16, pcm16_to_float, resample
+
 REPO = Path(__file__).resolve().parent.parent
 SPEECH_DIR = Path(os.environ.get("VOICE_SPEECH_DIR", REPO.parent / "shared" / "data" / "speech"))
 BACKCHANNEL_DIR = REPO / "tests" / "data" / "backchannels"
@@ -80,3 +82,8 @@ def corpus_wer(pairs: list[tuple[str, str]], language: str = "en") -> float:
     refs = [normalize(r, language) for r, _ in pairs]
     hyps = [normalize(h, language) for _, h in pairs]
     return float(jiwer.wer(refs, hyps))
+
+
+def at_rate(pcm: bytes, rate_hz: int) -> bytes:
+    """16 kHz LINEAR16 at ``rate_hz`` (a Realtime client's 24 kHz, a browser microphone's 48 kHz)."""
+    return float_to_pcm16(resample(pcm16_to_float(pcm), 16_000, rate_hz))

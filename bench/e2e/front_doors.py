@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soxr
 import websockets
 
 from bench.e2e.outcome import Outcome
 from bench.e2e.paused import Clip
 from tests.browser import microphone, talk
 from tests.edge import loud_windows_ms
+from tests.speech import at_rate
 
 GATEWAY = "127.0.0.1:8000"
 RATE_HZ = 24_000
@@ -32,9 +32,9 @@ JITTER_MS = 80  # the page's jitter buffer (services/gateway/page/index.html)
 
 
 async def _realtime(clip: Clip, end_ms: float, lead_s: float, tail_s: float, speech_dbfs: float) -> Outcome:
-    pcm = np.frombuffer(clip.pcm, dtype="<i2")
-    audio = np.asarray(soxr.resample(pcm, 16_000, RATE_HZ), dtype="<i2").tobytes()
-    audio = bytes(round(lead_s * RATE_HZ) * 2) + audio + bytes(round(tail_s * RATE_HZ) * 2)
+    audio = (
+        bytes(round(lead_s * RATE_HZ) * 2) + at_rate(clip.pcm, RATE_HZ) + bytes(round(tail_s * RATE_HZ) * 2)
+    )
     outcome = Outcome(clip.id, clip.text)
     said: list[str] = []
     replies: dict[str, list[tuple[float, bytes]]] = {}  # by response: (arrival ms, audio)

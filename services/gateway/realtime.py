@@ -28,12 +28,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-import soxr
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conversation import FRAME_MS, RATE_HZ, Conversation, ConversationSettings, Events, Turn
-from conversation.settings import silence_ms
+from services.common.audio import StreamResampler, float_to_pcm16
 from services.common.auth import Tokens
 
 log = logging.getLogger(__name__)
@@ -127,7 +125,7 @@ class RealtimeSession(Events):
         self._event_ids = itertools.count(1)
         self._conversation: Conversation | None = None
         self._playback = ClientPlayback(self._audio_out)
-        self._to_16k = soxr.ResampleStream(API_RATE_HZ, RATE_HZ, 1, dtype="int16")
+        self._to_16k = StreamResampler(API_RATE_HZ, RATE_HZ)
         self._frames = bytearray()
         self._fed_at = time.monotonic()
         self._user_item = ""  # the audio item being spoken or last committed
@@ -136,7 +134,6 @@ class RealtimeSession(Events):
         self._typed_turn = False  # the turn being asked was typed, not spoken
         self._responses: dict[int, _Response] = {}  # by turn id, until done
         self._response: _Response | None = None  # the latest: where reply audio goes
-        self._text: dict[int, list[str]] = {}  # reply text that came before its response began
 
     # -- the socket --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -260,8 +257,7 @@ class RealtimeSession(Events):
                 "`audio` holds an odd number of bytes: PCM16 has 2 a sample", "invalid_value", "audio"
             )
         self._start()
-        samples = self._to_16k.resample_chunk(np.frombuffer(pcm, dtype="<i2"))
-        self._frames += np.asarray(samples, dtype="<i2").tobytes()
+        self._frames += float_to_pcm16(self._to_16k.feed(pcm))
         while len(self._frames) >= _FRAME_BYTES:
             self._feed(bytes(self._frames[:_FRAME_BYTES]))
             del self._frames[:_FRAME_BYTES]
@@ -323,10 +319,10 @@ class RealtimeSession(Events):
             self._typed_turn = False
 
     def _cancel(self, event: dict[str, Any]) -> None:
-        current = self._start().current
-        if current is not None and current.id in self._responses:
+        conversation = self._start()
+        if (current := conversation.current) is not None and current.id in self._responses:
             self._responses[current.id].cancelled = True
-        if not self._start().cancel():
+        if not conversation.cancel():
             raise RealtimeError("there is no response in progress to cancel", "response_cancel_not_active")
 
     # -- the conversation --------------------------------------------------------------------
@@ -378,15 +374,12 @@ class RealtimeSession(Events):
             "content": [],
         }
         self._emit("response.output_item.added", response_id=response.id, output_index=0, item=item)
-        for text in self._text.pop(turn.id, []):
-            self.reply_text(turn, text)
-        self._text.clear()
+        if held := turn.agent_text:  # written while the reply was held
+            self.reply_text(turn, held)
 
     def reply_text(self, turn: Turn, text: str) -> None:
-        response = self._responses.get(turn.id)
-        if response is None:
-            self._text.setdefault(turn.id, []).append(text)  # a held reply, not yet released
-            return
+        if (response := self._responses.get(turn.id)) is None:
+            return  # held: it goes out with the rest of the text when the reply is released
         self._emit("response.output_audio_transcript.delta", **self._part(response), delta=text)
 
     def _audio_out(self, pcm: bytes) -> None:
@@ -443,8 +436,7 @@ class RealtimeSession(Events):
         detection: dict[str, object] | None = None
         if settings.silence_ms != _MANUAL_SILENCE_MS:
             kind = "semantic_vad" if settings.turn_detector == "bounded" else "server_vad"
-            silence = settings.silence_ms or silence_ms(settings.turn_detector)
-            detection = {"type": kind, "silence_duration_ms": silence}
+            detection = {"type": kind, "silence_duration_ms": settings.end_silence_ms}
         pcm = {"type": "audio/pcm", "rate": API_RATE_HZ}
         return {
             "type": "realtime",

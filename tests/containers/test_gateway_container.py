@@ -6,11 +6,9 @@ import asyncio
 import base64
 
 import httpx2
-import numpy as np
 import openai
-import soxr
 
-from tests.speech import english, wer
+from tests.speech import at_rate, english, wer
 from tests.wyoming_client import synthesize, transcribe
 
 STT_PORT = 10300
@@ -45,8 +43,7 @@ async def test_openai_chat_streams_a_reply(stack: None) -> None:
 async def test_the_realtime_api_converses_through_the_composed_gateway(stack: None) -> None:
     """The gateway container runs the conversation core: a spoken turn and a typed one."""
     rec = english()[0]
-    pcm = np.frombuffer(rec.pcm(), dtype="<i2")
-    audio = np.asarray(soxr.resample(pcm, 16_000, 24_000), dtype="<i2").tobytes() + bytes(24_000 * 2 * 2)
+    audio = at_rate(rec.pcm(), 24_000) + bytes(24_000 * 2 * 2)
     async with (
         openai.AsyncOpenAI(base_url=BASE_URL, websocket_base_url=WS_URL, api_key="unused") as client,
         client.realtime.connect(model="voice-agent") as conn,

@@ -11,16 +11,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import numpy as np
 import openai
 import pytest
-import soxr
 import websockets
 from prometheus_client import REGISTRY
 
 from services.gateway.realtime import API_RATE_HZ
 from tests.gateway_stack import Stack
-from tests.speech import Recording, english, wer
+from tests.speech import at_rate, english, wer
 
 CHUNK_MS = 100
 STORY = "Tell me a long story about a dragon who learns to bake bread."
@@ -34,11 +32,6 @@ async def client(stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
         api_key="unused",
     ) as client:
         yield client
-
-
-def _24k(rec: Recording) -> bytes:
-    samples = np.frombuffer(rec.pcm(), dtype="<i2")
-    return np.asarray(soxr.resample(samples, 16_000, API_RATE_HZ), dtype="<i2").tobytes()
 
 
 class Heard:
@@ -109,7 +102,7 @@ async def test_two_spoken_turns_and_a_typed_one_through_the_openai_sdk(talk: tup
     clips = english()[:2]
     for rec in clips:
         mark = len(heard.events)
-        speaking = asyncio.create_task(_speak(conn, _24k(rec), 1500))
+        speaking = asyncio.create_task(_speak(conn, at_rate(rec.pcm(), API_RATE_HZ), 1500))
         done = await heard.next("response.done", mark)
         speaking.cancel()
         assert done["response"]["status"] == "completed", done
@@ -198,7 +191,7 @@ async def test_speech_over_a_reply_cancels_it_at_what_was_played(talk: tuple[Any
     await conn.response.create()
     await heard.next("response.output_audio.delta", 0)
     rec = english()[0]
-    speaking = asyncio.create_task(_speak(conn, _24k(rec), 2000))
+    speaking = asyncio.create_task(_speak(conn, at_rate(rec.pcm(), API_RATE_HZ), 2000))
     done = await heard.next("response.done", 0)
     assert done["response"]["status"] == "cancelled", done
     assert done["response"]["status_details"]["reason"] == "turn_detected"
