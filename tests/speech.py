@@ -18,6 +18,7 @@ from services.common.audio import float_to_pcm16, pcm16_to_float, resample
 REPO = Path(__file__).resolve().parent.parent
 SPEECH_DIR = Path(os.environ.get("VOICE_SPEECH_DIR", REPO.parent / "shared" / "data" / "speech"))
 BACKCHANNEL_DIR = REPO / "tests" / "data" / "backchannels"
+INTERRUPTION_DIR = REPO / "tests" / "data" / "interruptions"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ def recordings() -> list[Recording]:
 def backchannels() -> list[Recording]:
     """A listener's "okay", "yes", "yeah", "sure", "yep", said by real voices (tests/data/backchannels)."""
     return _manifest(BACKCHANNEL_DIR)
+
+
+@cache
+def interruptions() -> list[Recording]:
+    """A user cutting in: "what?", "what now?", "hey!", "why?", real voices (tests/data/interruptions)."""
+    return _manifest(INTERRUPTION_DIR)
 
 
 def english() -> list[Recording]:

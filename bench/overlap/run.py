@@ -3,7 +3,8 @@
 Against the running compose stack, in this process and in real time: a question (a read
 sentence), then, once the reply has played for a second, a clip spoken over it, then 4 s of
 silence. Backchannels are a listener's "okay", "yes", "yeah", "sure", "yep" (real voices,
-tests/data/backchannels); interruptions are short answers (card names) and read sentences.
+tests/data/backchannels); interruptions are a user's "what?", "what now?", "hey!", "why?"
+(real voices, tests/data/interruptions), short answers (card names) and read sentences.
 
 Per row (``default``: the backchannel list on; ``off``: --backchannels ""): how many
 backchannels stopped the reply (false stops), how long the reply was paused for one that did
@@ -34,7 +35,7 @@ from bench.e2e.run import SPEECH_DBFS
 from edge_client.config import EdgeSettings
 from services.common.audio import pcm16_to_float
 from tests.edge import converse, loud_windows_ms, over_the_reply, silence
-from tests.speech import REPO, Recording, backchannels, english
+from tests.speech import REPO, Recording, backchannels, english, interruptions
 
 RESULTS = REPO / "bench" / "results"
 ROWS: dict[str, dict[str, Any]] = {"default": {}, "off": {"backchannels": ()}}
@@ -141,8 +142,8 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--clips", type=int, help="at most this many clips of each kind")
     args = parser.parse_args()
-    interruptions = [r for r in english() if r.id.startswith("cards/")] + english()[2:5]
-    sets = {"backchannel": backchannels()[: args.clips], "interruption": interruptions[: args.clips]}
+    cutting_in = interruptions() + [r for r in english() if r.id.startswith("cards/")] + english()[2:5]
+    sets = {"backchannel": backchannels()[: args.clips], "interruption": cutting_in[: args.clips]}
     outcomes: list[Outcome] = []
     try:
         for kind, recs in sets.items():

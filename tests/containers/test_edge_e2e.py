@@ -36,7 +36,7 @@ from tests.edge import (
     while_,
 )
 from tests.noise import recorded
-from tests.speech import REPO, Recording, backchannels, english, wer
+from tests.speech import REPO, Recording, backchannels, english, interruptions, wer
 from tests.turns import cut, sentences, to_pcm, whole
 from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -213,6 +213,21 @@ async def test_the_same_word_stops_the_reply_when_it_is_no_backchannel(stack: No
     assert [t["interrupted"] for t in session.turns] == [True, False], session.turns
     assert wer(rec.text, str(session.turns[1]["user_text"])) == 0, session.turns
     assert conversation.llm.history[1].content == session.turns[0]["agent_text"]
+
+
+@pytest.mark.parametrize("rec", [interruptions()[0], interruptions()[-2]], ids=lambda r: f"{r.text}-{r.id}")
+async def test_a_short_real_interruption_stops_the_reply(stack: None, tmp_path: Path, rec: Recording) -> None:
+    """A user's "what?" (or "hey!") over the reply is no backchannel, however short: the reply
+    stops, the word is the next turn, and the model hears it after what was played."""
+    conversation, session = await _over_the_reply(tmp_path, rec.pcm())
+    assert [t["interrupted"] for t in session.turns] == [True, False], session.turns
+    t = session.turns[0]["t_ms"]
+    assert isinstance(t, dict) and "resumed" not in t and "backchannels" not in session.turns[0], t
+    assert wer(rec.text, str(session.turns[1]["user_text"])) == 0, session.turns
+    history = conversation.llm.history
+    assert [m.role for m in history[:3]] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT, llm_pb2.ROLE_USER]
+    assert history[1].content == session.turns[0]["agent_text"]
+    assert wer(rec.text, history[2].content) == 0, history
 
 
 async def test_the_end_of_turn_model_ends_a_whole_sentence_at_once(stack: None, tmp_path: Path) -> None:
