@@ -57,7 +57,7 @@ def backchannels() -> list[Recording]:
 
 @cache
 def interruptions() -> list[Recording]:
-    """A user cutting in: "what?", "what now?", "hey!", "why?", real voices (tests/data/interruptions)."""
+    """A user cutting in: "what?", "hey!", "no", "hold position", real voices (tests/data/interruptions)."""
     return _manifest(INTERRUPTION_DIR)
 
 
@@ -74,8 +74,12 @@ _BASIC = BasicTextNormalizer()
 
 
 def normalize(text: str, language: str = "en") -> str:
-    """Whisper's normaliser: case, punctuation, and for English spelled numbers ("ten" -> "10")."""
-    return " ".join((_EN(text) if language == "en" else _BASIC(text)).split())
+    """Whisper's normaliser: case, punctuation, and for English spelled numbers ("ten" -> "10").
+
+    Its English one leaves a full stop after "no" ("No..." -> "no ."): lone punctuation goes.
+    """
+    words = (_EN(text) if language == "en" else _BASIC(text)).split()
+    return " ".join(w for w in words if any(c.isalnum() for c in w))
 
 
 def wer(reference: str, hypothesis: str, language: str = "en") -> float:

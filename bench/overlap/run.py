@@ -3,8 +3,9 @@
 Against the running compose stack, in this process and in real time: a question (a read
 sentence), then, once the reply has played for a second, a clip spoken over it, then 4 s of
 silence. Backchannels are a listener's "okay", "yes", "yeah", "sure", "yep" (real voices,
-tests/data/backchannels); interruptions are a user's "what?", "what now?", "hey!", "why?"
-(real voices, tests/data/interruptions), short answers (card names) and read sentences.
+tests/data/backchannels); interruptions are a user's "what?", "what now?", "hey!", "why?",
+"no", "one moment, please", "hold position" (real voices, tests/data/interruptions), short
+answers (card names) and read sentences.
 
 Per row (``default``: the backchannel list on; ``off``: --backchannels ""): how many
 backchannels stopped the reply (false stops), how long the reply was paused for one that did
