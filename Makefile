@@ -71,7 +71,7 @@ protos: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services conversation edge_client bench tests
+	$(VENV)/bin/mypy foundation services conversation edge_client harness bench tests
 
 images: wheels
 	docker compose build

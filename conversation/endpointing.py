@@ -10,8 +10,7 @@ from enum import Enum
 import numpy as np
 import webrtcvad
 
-FRAME_MS = 30
-RATE_HZ = 16000
+from foundation.audio import FRAME_MS, RATE_HZ
 # Frames whose voicing is remembered for ``voiced_ms``.
 _HISTORY_FRAMES = 200
 # Quieter frames are silence, whatever webrtcvad says: it takes the faint noise of a bit or two

@@ -21,8 +21,8 @@ from typing import Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conversation.endpointing import FRAME_MS, RATE_HZ
-from services.common.channels import Security, open_channel
+from foundation.audio import FRAME_MS, RATE_HZ
+from foundation.channels import Security, open_channel
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from conversation.backchannel import DEFAULT_BACKCHANNELS
-from services.common.channels import Security
+from foundation.channels import Security
 
 DEFAULT_STT = "127.0.0.1:50051"
 DEFAULT_LLM = "127.0.0.1:50052"

@@ -14,7 +14,8 @@ from typing import IO
 import grpc
 from rich.console import Console
 
-from conversation import FRAME_MS, Conversation, Output
+from conversation import Conversation, Output
+from foundation.audio import FRAME_MS
 from conversation.links import check_reachable
 from edge_client import audio_io, channels
 from edge_client.config import EdgeSettings, from_args, parser

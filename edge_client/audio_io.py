@@ -17,15 +17,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import soxr
+
+from foundation.audio import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, RATE_HZ, FrameSplitter, Resampler
 
 if TYPE_CHECKING:
     from edge_client.echo import EchoCanceller
 
-FRAME_MS = 30
-MIC_RATE_HZ = 16000
-FRAME_SAMPLES = MIC_RATE_HZ * FRAME_MS // 1000
-FRAME_BYTES = FRAME_SAMPLES * 2
 # Frames held for a consumer that falls behind (3 s); beyond that the oldest are dropped.
 MIC_QUEUE_FRAMES = 100
 # Speaker callback block: clear() takes effect within one block (plus the device's own latency).
@@ -175,64 +172,6 @@ def _start_stream(
     return stream
 
 
-class PcmResampler:
-    """Streamed mono int16 PCM from one rate to another (soxr); bytes pass through at equal rates.
-
-    An odd trailing byte is carried to the next call. Not thread-safe.
-    """
-
-    def __init__(self, from_hz: int, to_hz: int) -> None:
-        self.from_hz, self.to_hz = from_hz, to_hz
-        self._carry = b""
-        self._stream = None if from_hz == to_hz else soxr.ResampleStream(from_hz, to_hz, 1, dtype="int16")
-
-    def feed(self, pcm: bytes) -> bytes:
-        if self._carry:
-            pcm = self._carry + pcm
-        cut = len(pcm) & ~1
-        pcm, self._carry = pcm[:cut], pcm[cut:]
-        if self._stream is None:
-            return pcm
-        return self._resample(np.frombuffer(pcm, dtype="<i2"), last=False)
-
-    @property
-    def carried_bytes(self) -> int:
-        return len(self._carry)
-
-    def flush(self) -> bytes:
-        """The filter's tail, at the end of a signal; the next feed starts a fresh one."""
-        self._carry = b""
-        if self._stream is None:
-            return b""
-        tail = self._resample(np.zeros(0, dtype="<i2"), last=True)
-        self._stream.clear()
-        return tail
-
-    def clear(self) -> None:
-        self._carry = b""
-        if self._stream is not None:
-            self._stream.clear()
-
-    def _resample(self, samples: np.ndarray, last: bool) -> bytes:
-        assert self._stream is not None
-        return bytes(np.asarray(self._stream.resample_chunk(samples, last=last), dtype="<i2").tobytes())
-
-
-class FrameSplitter:
-    """Blocks of int16 PCM at the device's rate in, 30 ms frames at 16 kHz (960 bytes) out."""
-
-    def __init__(self, device_rate_hz: int) -> None:
-        self._resampler = PcmResampler(device_rate_hz, MIC_RATE_HZ)
-        self._pending = bytearray()
-
-    def feed(self, block: bytes) -> list[bytes]:
-        self._pending += self._resampler.feed(block)
-        count = len(self._pending) // FRAME_BYTES
-        frames = [bytes(self._pending[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]) for i in range(count)]
-        del self._pending[: count * FRAME_BYTES]
-        return frames
-
-
 class Microphone:
     """A sounddevice input stream at 16 kHz mono int16, read as 30 ms frames (480 samples).
 
@@ -264,7 +203,7 @@ class Microphone:
     async def __aenter__(self) -> Microphone:
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue(self._max_queued + 1)  # one more place for the end marker
-        index, rate_hz = await asyncio.to_thread(_device_rate, "input", self.device, MIC_RATE_HZ)
+        index, rate_hz = await asyncio.to_thread(_device_rate, "input", self.device, RATE_HZ)
         self._splitter = FrameSplitter(rate_hz)
         self._open = True
         try:
@@ -444,7 +383,7 @@ class Speaker:
         self.jitter_ms = jitter_ms
         self.device_rate_hz = sample_rate_hz
         self._buffer = JitterBuffer(sample_rate_hz * jitter_ms // 1000)
-        self._resampler = PcmResampler(sample_rate_hz, sample_rate_hz)
+        self._resampler = Resampler(sample_rate_hz, sample_rate_hz)
         self._write_lock = threading.Lock()  # the resampler keeps state between writes
         self._stream: Any = None
 
@@ -455,7 +394,7 @@ class Speaker:
         if self.device_rate_hz != self.sample_rate_hz:
             with self._write_lock:
                 self._buffer = JitterBuffer(self.device_rate_hz * self.jitter_ms // 1000)
-                self._resampler = PcmResampler(self.sample_rate_hz, self.device_rate_hz)
+                self._resampler = Resampler(self.sample_rate_hz, self.device_rate_hz)
         self._stream = await asyncio.to_thread(
             _start_stream, "output", index, self.device_rate_hz, SPEAKER_BLOCK_MS, self._on_block
         )
@@ -473,12 +412,12 @@ class Speaker:
         """Queue int16 PCM at ``sample_rate_hz``; never blocks."""
         with self._write_lock:
             source_samples = (self._resampler.carried_bytes + len(pcm)) // 2
-            self._buffer.write(self._resampler.feed(pcm), source_samples)
+            self._buffer.write(self._resampler.feed_pcm(pcm), source_samples)
 
     def flush_pending(self) -> None:
         """The burst is complete: play what is queued even if it is shorter than ``jitter_ms``."""
         with self._write_lock:
-            self._buffer.write(self._resampler.flush(), 0)
+            self._buffer.write(self._resampler.flush().tobytes(), 0)
             self._buffer.flush_pending()
 
     def clear(self) -> None:

@@ -1,5 +1,5 @@
 """The edge client's check that its security settings match what each service speaks (its channels
-are built in ``services.common.channels``, as the conversation's links' and the gateway's are)."""
+are built in ``foundation.channels``, as the conversation's links' and the gateway's are)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import grpc
 
-from services.common.channels import Security, open_channel, problem
+from foundation.channels import Security, open_channel, problem
 
 __all__ = ["Security", "check", "open_channel", "problem", "problems"]
 

@@ -22,7 +22,7 @@ from conversation.settings import (
     TURN_DETECTORS,
     ConversationSettings,
 )
-from services.common.channels import Security
+from foundation.channels import Security
 
 # The voice's own rate: no resampling on either side.
 DEFAULT_OUTPUT_RATE_HZ = 22050

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_client.audio_io import PcmResampler
+from foundation.audio import Resampler
 
-RATE_HZ = 16000
+from foundation.audio import RATE_HZ  # noqa: E402
 CHUNK_SAMPLES = RATE_HZ // 100  # the canceller's 10 ms frame
 # The canceller counts as converged once it has heard CONVERGE_MIN_S of far-end speech and
 # cuts its echo by CONVERGE_ERLE_DB, or in any case after CONVERGE_S (LiveKit waits 3 s).
@@ -83,7 +83,7 @@ class EchoCanceller:
             echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=True
         )
         self._queue: deque[tuple[bytes, int]] = deque()  # (pcm, rate) from the audio thread
-        self._resamplers: dict[int, PcmResampler] = {}
+        self._resamplers: dict[int, Resampler] = {}
         self._far = bytearray()  # 16 kHz far end not yet given to the canceller (< 10 ms)
         self.output_latency_s = 0.0
         self.input_latency_s = 0.0
@@ -175,8 +175,8 @@ class EchoCanceller:
         while self._queue:
             pcm, rate_hz = self._queue.popleft()
             if rate_hz not in self._resamplers:
-                self._resamplers[rate_hz] = PcmResampler(rate_hz, RATE_HZ)
-            self._far += self._resamplers[rate_hz].feed(pcm)
+                self._resamplers[rate_hz] = Resampler(rate_hz, RATE_HZ)
+            self._far += self._resamplers[rate_hz].feed_pcm(pcm)
         chunk_bytes = CHUNK_SAMPLES * 2
         whole = len(self._far) // chunk_bytes * chunk_bytes
         if not whole:

@@ -16,14 +16,8 @@ import wave
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-import soxr
-
-from conversation.endpointing import FRAME_MS, RATE_HZ
 from edge_client.room import Room
-from services.common.audio import float_to_pcm16, pcm16_to_float, resample
-
-FRAME_SAMPLES = RATE_HZ * FRAME_MS // 1000
+from foundation.audio import FRAME_BYTES, FRAME_MS, RATE_HZ, Resampler, float_to_pcm16, pcm16_to_float, resample
 
 
 def read_wav_16k(path: Path) -> bytes:
@@ -57,11 +51,7 @@ class WavOutput:
         self._taps = list(taps)
         # Quick (cubic) resampling: it holds back about one sample, where the others hold
         # back tens of milliseconds that the room's echo could not yet hear.
-        self._to_16k = (
-            None
-            if sample_rate_hz == RATE_HZ
-            else soxr.ResampleStream(sample_rate_hz, RATE_HZ, 1, dtype="int16", quality="QQ")
-        )
+        self._to_16k = Resampler(sample_rate_hz, RATE_HZ, quality="QQ")
 
     def write(self, pcm: bytes) -> None:
         self._buffer += pcm
@@ -92,10 +82,7 @@ class WavOutput:
         self._out.writeframes(recorded)
         self._written += due
         if self._taps:
-            pcm = recorded
-            if self._to_16k is not None:
-                samples = np.frombuffer(recorded, dtype="<i2")
-                pcm = np.asarray(self._to_16k.resample_chunk(samples), dtype="<i2").tobytes()
+            pcm = self._to_16k.feed_pcm(recorded)
             for tap in self._taps:
                 tap(pcm)
 
@@ -137,7 +124,7 @@ class WavInput:
         self._stopped = True
 
     async def frames(self) -> AsyncIterator[bytes]:
-        frame_bytes = FRAME_SAMPLES * 2
+        frame_bytes = FRAME_BYTES
         silence = b"\0" * frame_bytes
         offset = 0
         next_at = time.monotonic()

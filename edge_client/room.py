@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-RATE_HZ = 16000
+from foundation.audio import RATE_HZ  # noqa: E402
 DEFAULT_ECHO_DB = -6.0
 DEFAULT_ECHO_DELAY_MS = 80
 DEFAULT_RT60_S = 0.3

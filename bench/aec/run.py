@@ -32,7 +32,7 @@ from conversation.endpointing import FRAME_MS, Endpointer
 from conversation.settings import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS, DEFAULT_SILENCE_MS
 from edge_client.echo import EchoCanceller
 from edge_client.room import RATE_HZ, Room
-from tests.speech import REPO, Recording, corpus_wer, english
+from harness.speech import REPO, Recording, corpus_wer, english
 
 RESULTS = REPO / "bench" / "results"
 FRAME = RATE_HZ * FRAME_MS // 1000

@@ -21,9 +21,9 @@ import websockets
 
 from bench.e2e.outcome import Outcome
 from bench.e2e.paused import Clip
-from tests.browser import microphone, talk
-from tests.edge import loud_windows_ms
-from tests.speech import at_rate
+from harness.browser import microphone, talk
+from harness.edge import loud_windows_ms
+from harness.speech import at_rate
 
 GATEWAY = "127.0.0.1:8000"
 RATE_HZ = 24_000

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.audio import pcm16_to_float
-from tests.speech import Recording, english
-from tests.turns import to_pcm, word_ends_s
+from foundation.audio import pcm16_to_float
+from harness.speech import Recording, english
+from harness.turns import to_pcm, word_ends_s
 
 _RATE_HZ = 16000
 _WINDOW = _RATE_HZ // 100  # 10 ms

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.e2e.outcome import Run
-from tests.speech import REPO, corpus_wer
+from harness.speech import REPO, corpus_wer
 
 RESULTS = REPO / "bench" / "results"
 STAGES = ("VAD end", "endpoint", "final transcript", "first token", "first audio", "playback")

@@ -46,8 +46,8 @@ from bench.e2e import front_doors
 from bench.e2e.outcome import Outcome, Run
 from bench.e2e.paused import Clip, cards, paused, sentences, whole
 from bench.e2e.report import report
-from tests.edge import Session, loud_windows_ms, read_session, silence, write_wav
-from tests.speech import REPO
+from harness.edge import Session, loud_windows_ms, read_session, silence, write_wav
+from harness.speech import REPO
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc

@@ -45,9 +45,9 @@ from wyoming.info import Describe
 from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from services.stt.models import tiny_en_path
-from tests.gateway_stack import gateway_stack
-from tests.speech import corpus_wer, english
-from tests.wyoming_client import CHUNK_BYTES, read
+from harness.gateway_stack import gateway_stack
+from harness.speech import corpus_wer, english
+from harness.wyoming_client import CHUNK_BYTES, read
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"

@@ -26,8 +26,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from tests.edge import silence, write_wav
-from tests.speech import REPO, english
+from harness.edge import silence, write_wav
+from harness.speech import REPO, english
 
 RESULTS = REPO / "bench" / "results"
 CERTS = REPO / "certs"

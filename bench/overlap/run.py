@@ -34,9 +34,9 @@ from rich.table import Table
 
 from bench.e2e.run import SPEECH_DBFS
 from edge_client.config import EdgeSettings
-from services.common.audio import pcm16_to_float
-from tests.edge import converse, loud_windows_ms, over_the_reply, silence
-from tests.speech import REPO, Recording, backchannels, english, interruptions
+from foundation.audio import pcm16_to_float
+from harness.edge import converse, loud_windows_ms, over_the_reply, silence
+from harness.speech import REPO, Recording, backchannels, english, interruptions
 
 RESULTS = REPO / "bench" / "results"
 ROWS: dict[str, dict[str, Any]] = {"default": {}, "off": {"backchannels": ()}}

@@ -42,10 +42,10 @@ from faster_whisper import WhisperModel
 from rich.console import Console
 from rich.table import Table
 
-from services.common.audio import pcm16_to_float
+from foundation.audio import pcm16_to_float
 from services.stt.models import resolve_model
-from tests.speech import REPO, Recording, corpus_wer, english
-from tests.stt_load import many_streams
+from harness.speech import REPO, Recording, corpus_wer, english
+from harness.stt_load import many_streams
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CHUNK_S = 0.1

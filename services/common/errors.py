@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from foundation import errors
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +54,7 @@ class DeadlineExceeded(VoiceError):
     retryable = True
 
 
-class ConfigError(VoiceError):
+class ConfigError(VoiceError, errors.ConfigError):
     """A setting is missing or wrong; raised at start, before serving."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
@@ -62,6 +64,8 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a caller sees for ``exc``."""
     if isinstance(exc, VoiceError):
         return exc.code, str(exc)
+    if isinstance(exc, errors.ConfigError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the service log"
 
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import grpc
 
+from foundation.channels import is_loopback
 from services.common.config import ServerSettings
 from services.common.errors import ConfigError
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _read(settings: ServerSettings, field: str) -> bytes:

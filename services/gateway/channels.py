@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 
 from conversation import ConversationSettings
-from services.common.channels import Security, SettingNames, open_channel
+from foundation.channels import Security, SettingNames, open_channel
 from services.common.errors import ConfigError
 from services.gateway.config import GatewaySettings
 from voice.llm.v1 import llm_pb2_grpc

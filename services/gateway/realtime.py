@@ -30,14 +30,13 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from conversation import FRAME_MS, RATE_HZ, Conversation, ConversationSettings, Events, Turn
-from services.common.audio import StreamResampler, float_to_pcm16
+from conversation import Conversation, ConversationSettings, Events, Turn
+from foundation.audio import FRAME_BYTES, FRAME_MS, FrameSplitter
 from services.common.auth import Tokens
 
 log = logging.getLogger(__name__)
 
 API_RATE_HZ = 24_000
-_FRAME_BYTES = RATE_HZ * FRAME_MS // 1000 * 2
 # Reply audio goes to the client this far ahead of where it is playing: its jitter buffer,
 # and all it can play of a reply that is cut before it hears the cut.
 LEAD_MS = 240
@@ -125,8 +124,7 @@ class RealtimeSession(Events):
         self._event_ids = itertools.count(1)
         self._conversation: Conversation | None = None
         self._playback = ClientPlayback(self._audio_out)
-        self._to_16k = StreamResampler(API_RATE_HZ, RATE_HZ)
-        self._frames = bytearray()
+        self._frames = FrameSplitter(API_RATE_HZ)
         self._fed_at = time.monotonic()
         self._user_item = ""  # the audio item being spoken or last committed
         self._last_item = ""
@@ -184,7 +182,7 @@ class RealtimeSession(Events):
         while True:
             await asyncio.sleep(FRAME_MS / 1000)
             if (time.monotonic() - self._fed_at) * 1000 >= _IDLE_CLOCK_MS:
-                self._feed(bytes(_FRAME_BYTES), idle=True)
+                self._feed(bytes(FRAME_BYTES), idle=True)
 
     # -- client events -----------------------------------------------------------------------
     def _handle(self, message: str | None) -> None:
@@ -257,10 +255,8 @@ class RealtimeSession(Events):
                 "`audio` holds an odd number of bytes: PCM16 has 2 a sample", "invalid_value", "audio"
             )
         self._start()
-        self._frames += float_to_pcm16(self._to_16k.feed(pcm))
-        while len(self._frames) >= _FRAME_BYTES:
-            self._feed(bytes(self._frames[:_FRAME_BYTES]))
-            del self._frames[:_FRAME_BYTES]
+        for frame in self._frames.feed(pcm):
+            self._feed(frame)
 
     def _commit(self, event: dict[str, Any]) -> None:
         if not self._start().end_turn():

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import grpc
 
-from services.common.audio import (
+from foundation.audio import (
     MAX_SAMPLE_RATE_HZ,
     MIN_SAMPLE_RATE_HZ,
-    StreamResampler,
+    Resampler,
     pcm16_to_float,
     resample,
 )
@@ -105,7 +105,7 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
                 )
             config = self._stream_config(first.config)
             session = self._session(config, lambda item: outbox.put_nowait(_response(item)))
-            resampler = StreamResampler(first.config.sample_rate_hz, SAMPLE_RATE_HZ)
+            resampler = Resampler(first.config.sample_rate_hz, SAMPLE_RATE_HZ, "float32")
             max_s = self._settings.max_stream_s
             async for request in requests:
                 kind = request.WhichOneof("request")

@@ -6,21 +6,12 @@ import io
 import wave
 
 import numpy as np
-import soxr
 
 from services.tts.engine import Samples
 
 MAX_CHUNK_MS = 100
 # 10 ms windows quieter than this are silence; a soft onset ("h", "f") is louder.
 SILENT_DBFS = -50.0
-
-
-def resample(samples: Samples, from_hz: int, to_hz: int) -> Samples:
-    """``samples`` at ``to_hz``; soxr's high quality, a few ms per second of audio."""
-    if from_hz == to_hz or samples.size == 0:
-        return samples
-    out: Samples = soxr.resample(samples, from_hz, to_hz, quality="HQ")
-    return out
 
 
 def trim_silence(samples: Samples, sample_rate_hz: int, lead_ms: int, tail_ms: int | None) -> Samples:

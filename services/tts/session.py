@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from services.common.audio import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
+from foundation.audio import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, resample
 from services.common.errors import InvalidArgument
 from services.common.metrics import STAGE_LATENCY
-from services.tts.audio import resample, split, trim_silence
+from services.tts.audio import split, trim_silence
 from services.tts.engine import Engine, Samples, VoiceInfo, VoiceRequest
 from services.tts.text import LEAD_SILENCE_MS, Chunker, Piece, pause_after_ms
 

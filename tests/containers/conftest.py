@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.speech import REPO
+from harness.speech import REPO
 
 WAIT_S = 600
 

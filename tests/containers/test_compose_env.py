@@ -17,8 +17,8 @@ import grpc
 import pytest
 
 from tests.containers.conftest import WAIT_S, compose
-from tests.edge import voice_agent
-from tests.speech import corpus_wer, english
+from harness.edge import voice_agent
+from harness.speech import corpus_wer, english
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 

@@ -16,12 +16,12 @@ import pytest
 import soxr
 
 from conversation.core import Conversation
-from conversation.endpointing import FRAME_MS
+from foundation.audio import FRAME_MS
 from conversation.settings import DEFAULT_SILENCE_MS
 from edge_client.config import EdgeSettings
-from services.common.audio import pcm16_to_float
+from foundation.audio import pcm16_to_float
 from tests.containers.conftest import compose
-from tests.edge import (
+from harness.edge import (
     Session,
     command,
     converse,
@@ -36,8 +36,8 @@ from tests.edge import (
     while_,
 )
 from tests.noise import recorded
-from tests.speech import REPO, Recording, backchannels, english, interruptions, wer
-from tests.turns import cut, sentences, to_pcm, whole
+from harness.speech import REPO, Recording, backchannels, english, interruptions, wer
+from harness.turns import cut, sentences, to_pcm, whole
 from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from conversation.core import Conversation, State
-from conversation.endpointing import FRAME_MS
+from foundation.audio import FRAME_MS
 from edge_client.config import EdgeSettings
 from edge_client.echo import EchoCanceller
 from edge_client.files import WavOutput
 from edge_client.room import Room
-from tests.edge import command, read_session, silence, voice_agent
-from tests.speech import REPO, english, normalize, wer
+from harness.edge import command, read_session, silence, voice_agent
+from harness.speech import REPO, english, normalize, wer
 
 MAX_CLIP_WER = 0.3
 FRAME_BYTES = 16000 * FRAME_MS // 1000 * 2

@@ -8,8 +8,8 @@ import base64
 import httpx2
 import openai
 
-from tests.speech import at_rate, english, wer
-from tests.wyoming_client import synthesize, transcribe
+from harness.speech import at_rate, english, wer
+from harness.wyoming_client import synthesize, transcribe
 
 STT_PORT = 10300
 TTS_PORT = 10200

@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from tests.containers.conftest import WAIT_S, compose
-from tests.speech import english
-from tests.stt_client import stream
+from harness.speech import english
+from harness.stt_client import stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 REPLICAS = ("-f", "docker-compose.yml", "-f", "docker-compose.replicas.yml")

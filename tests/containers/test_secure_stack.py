@@ -15,9 +15,9 @@ import pytest
 
 from edge_client.channels import Security, open_channel
 from tests.containers.conftest import WAIT_S, compose
-from tests.edge import silence, voice_agent
+from harness.edge import silence, voice_agent
 from tests.secure import make_certs
-from tests.speech import REPO, english
+from harness.speech import REPO, english
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from tests.speech import corpus_wer, english
-from tests.stt_client import stream
+from harness.speech import corpus_wer, english
+from harness.stt_client import stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 

@@ -12,7 +12,7 @@ import pytest
 from edge_client import audio_io
 from edge_client.audio_io import FRAME_BYTES, AudioDeviceError, Microphone, Speaker
 from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, VirtualAudio, virtual_audio
-from tests.speech import recordings
+from harness.speech import recordings
 
 # Device latency allowed before the audio shows up: a few JACK periods.
 MAX_OFFSET_S = 0.5

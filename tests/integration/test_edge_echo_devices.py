@@ -13,7 +13,7 @@ from edge_client.audio_io import Microphone, Speaker
 from edge_client.echo import EchoCanceller
 from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, virtual_audio
 from tests.room_jack import RoomAudio
-from tests.speech import english
+from harness.speech import english
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import jiwer
 import pytest
 
 from services.stt.config import SttSettings
-from tests.servers import stt_stub
-from tests.speech import english, normalize, russian, wer
-from tests.stt_client import stream
+from harness.servers import stt_stub
+from harness.speech import english, normalize, russian, wer
+from harness.stt_client import stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 

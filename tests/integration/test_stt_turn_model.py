@@ -9,8 +9,8 @@ import pytest
 
 from services.stt.config import DEFAULT_END_OF_TURN_THRESHOLD, DEFAULT_TURN_SILENCE_MS
 from services.stt.turn import TurnDetector
-from tests.speech import Recording
-from tests.turns import cut, sentences, whole
+from harness.speech import Recording
+from harness.turns import cut, sentences, whole
 
 # What the service hands the model: the speech, then the silence that triggers the decision.
 PAUSE = np.zeros(DEFAULT_TURN_SILENCE_MS * 16, dtype=np.float32)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.gateway_stack import Stack, gateway_stack
+from harness.gateway_stack import Stack, gateway_stack
 
 
 @pytest.fixture(scope="session")

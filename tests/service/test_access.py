@@ -20,8 +20,8 @@ from services.tts.config import TtsSettings
 from services.tts.engine import create_engine as create_tts
 from services.tts.servicer import TtsServicer
 from tests.secure import TOKEN_A, TOKEN_B, TOKENS, stt_server
-from tests.speech import english
-from tests.stt_client import stream
+from harness.speech import english
+from harness.stt_client import stream
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc

@@ -10,9 +10,9 @@ from pathlib import Path
 from services.llm.config import EMBEDDED_MODEL_NOTICE, LlmSettings
 from services.llm.engines.local import LocalEngine
 from services.llm.servicer import SERVICE_NAME, LlmServicer
-from tests.edge import silence, write_wav
-from tests.servers import running_server
-from tests.speech import REPO
+from harness.edge import silence, write_wav
+from harness.servers import running_server
+from harness.speech import REPO
 from voice.llm.v1 import llm_pb2_grpc
 
 

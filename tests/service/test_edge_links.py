@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from conversation.links import Final, LlmLink, SttLink, TtsLink
-from services.common.channels import Security
+from foundation.channels import Security
 from services.common.server import VoiceServer, build_server
 from services.llm.config import LlmSettings
 from services.llm.engines.local import LocalEngine
@@ -31,8 +31,8 @@ from services.tts.config import TtsSettings
 from services.tts.engine import create_engine as create_tts_engine
 from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
 from services.tts.servicer import TtsServicer
-from tests.edge import silence
-from tests.speech import english, wer
+from harness.edge import silence
+from harness.speech import english, wer
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc

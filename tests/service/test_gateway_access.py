@@ -22,9 +22,9 @@ from websockets.typing import Subprotocol
 from edge_client.channels import Security, open_channel
 from services.common.errors import ConfigError
 from services.gateway.server import running_gateway
-from tests.gateway_stack import NOWHERE, gateway_settings
+from harness.gateway_stack import NOWHERE, gateway_settings
 from tests.secure import TOKEN_A, TOKEN_B, TOKENS, make_certs, stt_server
-from tests.speech import REPO, english
+from harness.speech import REPO, english
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from services.gateway.server import running_gateway
 from services.tts.audio import to_wav
-from tests.gateway_stack import NOWHERE, Stack, gateway_settings
-from tests.speech import corpus_wer, english, wer
+from harness.gateway_stack import NOWHERE, Stack, gateway_settings
+from harness.speech import corpus_wer, english, wer
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 

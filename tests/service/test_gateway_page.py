@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.browser import microphone, talk
-from tests.gateway_stack import Stack
-from tests.speech import english, wer
+from harness.browser import microphone, talk
+from harness.gateway_stack import Stack
+from harness.speech import english, wer
 
 
 async def test_the_page_holds_a_conversation_and_is_interrupted(stack: Stack, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from tests.speech import REPO
+from harness.speech import REPO
 
 
 def test_sigterm_stops_every_listener_and_exits_0() -> None:

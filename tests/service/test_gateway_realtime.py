@@ -17,8 +17,8 @@ import websockets
 from prometheus_client import REGISTRY
 
 from services.gateway.realtime import API_RATE_HZ
-from tests.gateway_stack import Stack
-from tests.speech import at_rate, english, wer
+from harness.gateway_stack import Stack
+from harness.speech import at_rate, english, wer
 
 CHUNK_MS = 100
 STORY = "Tell me a long story about a dragon who learns to bake bread."

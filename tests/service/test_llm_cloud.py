@@ -27,7 +27,7 @@ from services.llm.engine import create_engine
 from services.llm.engines.local import embedded_model_path
 from services.llm.servicer import SERVICE_NAME, LlmServicer
 from tests.llm_client import turn
-from tests.servers import serving
+from harness.servers import serving
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 pytestmark = pytest.mark.service

@@ -21,9 +21,9 @@ from services.llm.engine import Completion, Engine, Message, OnDelta, Options, S
 from services.llm.engines.local import LocalEngine, embedded_model_path
 from services.llm.servicer import SERVICE_NAME, LlmServicer
 from tests.llm_client import read_turn, turn, user
-from tests.servers import serving
+from harness.servers import serving
 from tests.service.test_edge_links import free_port
-from tests.speech import REPO
+from harness.speech import REPO
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 pytestmark = pytest.mark.service

@@ -25,8 +25,8 @@ from services.common.server import build_server
 from services.stt.config import SttSettings
 from services.stt.engine import EngineInfo, Transcript
 from services.stt.servicer import SERVICE_NAME, SttServicer
-from tests.speech import REPO, english
-from tests.stt_client import requests_for, stream
+from harness.speech import REPO, english
+from harness.stt_client import requests_for, stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CONFIG = stt_pb2.RecognitionConfig(sample_rate_hz=16000)

@@ -11,9 +11,9 @@ import grpc
 import numpy as np
 
 from services.stt.config import SttSettings
-from tests.servers import stt_stub
-from tests.speech import corpus_wer, english, normalize
-from tests.stt_load import StreamEnd, many_streams
+from harness.servers import stt_stub
+from harness.speech import corpus_wer, english, normalize
+from harness.stt_load import StreamEnd, many_streams
 
 MAX_WER = 0.15
 # The service's default stream limit, all taken at once.

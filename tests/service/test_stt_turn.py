@@ -9,10 +9,10 @@ import grpc
 import pytest
 
 from services.stt.config import SttSettings
-from tests.servers import stt_stub
-from tests.speech import english, wer
-from tests.stt_client import silence, stream
-from tests.turns import cut, sentences, to_pcm, whole
+from harness.servers import stt_stub
+from harness.speech import english, wer
+from harness.stt_client import silence, stream
+from harness.turns import cut, sentences, to_pcm, whole
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 TURNS = stt_pb2.RecognitionConfig(sample_rate_hz=16000, enable_turn_detection=True)

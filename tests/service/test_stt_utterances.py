@@ -15,14 +15,14 @@ import grpc
 import numpy as np
 import pytest
 
-from services.common.audio import pcm16_to_float
+from foundation.audio import pcm16_to_float
 from services.stt.config import SttSettings
 from services.stt.engine import SttEngine, Transcript, create_engine
 from services.stt.servicer import SERVICE_NAME, SttServicer
 from services.stt.vad import SpeechDetector
-from tests.servers import serving, stt_stub
-from tests.speech import Recording, corpus_wer, english, wer
-from tests.stt_client import requests_for, silence, stream
+from harness.servers import serving, stt_stub
+from harness.speech import Recording, corpus_wer, english, wer
+from harness.stt_client import requests_for, silence, stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CONFIG = stt_pb2.RecognitionConfig(sample_rate_hz=16000)

@@ -20,9 +20,9 @@ from services.common.tls import server_credentials
 from services.gateway.channels import Backends
 from services.gateway.config import GatewaySettings
 from services.stt.config import SttSettings
-from tests.edge import silence, write_wav
+from harness.edge import silence, write_wav
 from tests.secure import TOKEN_A, TOKENS, make_certs, stt_server
-from tests.speech import REPO
+from harness.speech import REPO
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 

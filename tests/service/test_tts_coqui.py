@@ -32,7 +32,7 @@ from tests.coqui_models import (
     save_tacotron2_ddc,
     save_vits,
 )
-from tests.servers import serving
+from harness.servers import serving
 from tests.service.test_tts import Request, Stream, config
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from services.common.auth import Tokens
-from services.common.channels import Security, open_channel
+from foundation.channels import Security, open_channel
 from services.common.errors import ConfigError
 from services.gateway.access import check_listeners
 from services.gateway.channels import Backends, security

@@ -8,7 +8,7 @@ import pytest
 from edge_client.config import from_args, parser
 from edge_client.echo import CONVERGING_BARGE_IN_MS, EchoCanceller
 from edge_client.room import RATE_HZ, Room
-from tests.speech import english
+from harness.speech import english
 
 FRAME = 480  # 30 ms
 

@@ -18,10 +18,10 @@ from conversation.links import SttLink
 from conversation.settings import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS
 from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.files import WavInput, WavOutput
-from services.common.channels import Security
-from tests.edge import silence, write_wav
+from foundation.channels import Security
+from harness.edge import silence, write_wav
 from tests.noise import burst
-from tests.speech import english
+from harness.speech import english
 from voice.stt.v1 import stt_pb2
 
 FRAME_BYTES = 960

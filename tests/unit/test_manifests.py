@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.speech import REPO
+from harness.speech import REPO
 
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("base", "gpu")

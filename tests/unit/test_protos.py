@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.speech import REPO
+from harness.speech import REPO
 
 
 def test_generated_code_is_current(tmp_path: Path) -> None:

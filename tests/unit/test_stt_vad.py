@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.audio import pcm16_to_float
+from foundation.audio import pcm16_to_float
 from services.stt.vad import WINDOW_SAMPLES, SpeechDetector
-from tests.speech import english
+from harness.speech import english
 
 
 def test_speech_is_found_in_speech_and_not_in_silence_or_noise() -> None:

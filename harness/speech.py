@@ -13,7 +13,7 @@ import jiwer
 from whisper_normalizer.basic import BasicTextNormalizer
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from services.common.audio import float_to_pcm16, pcm16_to_float, resample
+from foundation.audio import float_to_pcm16, pcm16_to_float, resample
 
 REPO = Path(__file__).resolve().parent.parent
 SPEECH_DIR = Path(os.environ.get("VOICE_SPEECH_DIR", REPO.parent / "shared" / "data" / "speech"))

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from tests.speech import Recording
-from tests.stt_client import CHUNK_BYTES
+from harness.speech import Recording
+from harness.stt_client import CHUNK_BYTES
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CHUNK_S = CHUNK_BYTES / 2 / 16000

@@ -11,8 +11,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from tests.edge import write_wav
-from tests.speech import Recording, at_rate
+from harness.edge import write_wav
+from harness.speech import Recording, at_rate
 
 MIC_RATE_HZ = 48_000
 

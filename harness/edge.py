@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from conversation.core import Conversation, State
-from conversation.endpointing import FRAME_MS
+from foundation.audio import FRAME_MS
 from edge_client.config import EdgeSettings
 from edge_client.files import WavOutput
-from tests.speech import REPO
+from harness.speech import REPO
 
 RATE_HZ = 16000
 FRAME_BYTES = RATE_HZ * FRAME_MS // 1000 * 2
