@@ -28,17 +28,19 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import IO, Protocol
+from typing import IO
 
 from conversation.backchannel import Backchannels, words
-from conversation.endpointing import FRAME_MS, Edge, Endpointer
-from conversation.judge import Verdict, judge
-from conversation.links import Final, LlmLink, SttLink, TtsLink
-from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings, pause_ms, silence_ms
-from voice.stt.v1 import stt_pb2
-from voice.tts.v1 import tts_pb2
+from conversation.detectors import Decision, detector_for
+from conversation.endpointing import Edge, Endpointer
+from conversation.links import LlmLink, SttLink, TtsLink
+from conversation.messages import AudioChunk, Final, ReplyDelta, ReplyEnd, Speech, SpeechEvent
+from conversation.player import Output, ReplyPlayer
+from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings, pause_ms
+from conversation.turn import Turn
+from foundation.audio import FRAME_MS
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,6 @@ _QUIET_FOR_DECISION_MS = 90
 _SAME_PAUSE_MS = 180
 # A final with words comes this soon after its end of utterance (the decode started in the silence).
 _FINAL_AFTER_EOU_MS = 1000
-# The end-of-turn model's decisions on a pause.
-_JUDGEMENTS = (stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN, stt_pb2.SPEECH_EVENT_TYPE_TURN_INCOMPLETE)
 
 
 class State(Enum):
@@ -61,22 +61,8 @@ class State(Enum):
     SPEAKING = "speaking"
 
 
-class Output(Protocol):
-    """Where the reply's audio goes: a front end's speaker, or a WAV recording."""
-
-    sample_rate_hz: int
-
-    def write(self, pcm: bytes) -> None: ...
-    def flush_pending(self) -> None: ...
-    def clear(self) -> None: ...
-    @property
-    def played_samples(self) -> int: ...
-    @property
-    def buffered_samples(self) -> int: ...
-
-
 class Events:
-    """What a front end that speaks a protocol is told, beyond ``show``; each does nothing here."""
+    """What a front end is told, beyond ``show``; each does nothing here."""
 
     def speech_started(self, at_ms: float) -> None: ...
     def speech_stopped(self, at_ms: float) -> None: ...
@@ -87,16 +73,8 @@ class Events:
     def reply_done(self, turn: Turn) -> None:
         """Played, cut short (``interrupted``) or failed (``error``)."""
 
-
-def _rounded(t_ms: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 1) for k, v in t_ms.items()}
-
-
-@dataclass
-class _Piece:
-    text: str
-    start: int  # sample of the reply's audio where it begins
-    samples: int = 0
+    def reported(self, line: dict[str, object]) -> None:
+        """The turn's report line (also written to the report file); the turn is dropped after."""
 
 
 @dataclass
@@ -111,69 +89,6 @@ class _Utterance:
     over_reply: bool = False  # it began while the agent was thinking or speaking
 
 
-@dataclass
-class Turn:
-    user_text: str
-    t_ms: dict[str, float]
-    id: int = 0
-    agent_text: str = ""  # what the model wrote
-    error: str = ""  # why the reply failed, if it did
-    interrupted: bool = False
-    heard_text: str = ""  # set when interrupted: what was played before the cut
-    withdrawn: list[dict[str, object]] = field(default_factory=list)  # held replies this one replaced
-    backchannels: list[str] = field(default_factory=list)  # what the user said over it that was no turn
-    judged: list[dict[str, object]] = field(default_factory=list)  # the user's pauses, as judged (bounded)
-    tentative: bool = False  # the user may not be done: audio is held, not played
-    retracted: bool = False  # the user went on: the turn never happened
-    paused: bool = False  # sound from the user: playback stopped until it proves to be words or not
-    paused_at: float = 0.0  # ms
-    audio: bytearray = field(default_factory=bytearray)  # the reply's audio so far
-    pieces: list[_Piece] = field(default_factory=list)
-    played: int = 0  # samples of ``audio`` played, as of the last stop (pause, barge-in)
-    offset: int = 0  # the speaker sample where the reply's sample 0 is (or would have been)
-    synthesized: asyncio.Event = field(default_factory=asyncio.Event)
-    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def audible(self) -> bool:
-        return not (self.tentative or self.paused or self.interrupted)
-
-    @property
-    def samples(self) -> int:
-        return len(self.audio) // 2
-
-    def heard(self, played: int) -> str:
-        """The reply up to sample ``played``; a piece cut midway, in proportion."""
-        words: list[str] = []
-        for piece in self.pieces:
-            if played >= piece.start + piece.samples:
-                words += piece.text.split()
-            elif played > piece.start and piece.samples:
-                cut = piece.text.split()
-                words += cut[: round(len(cut) * (played - piece.start) / piece.samples)]
-                break
-            else:
-                break
-        return " ".join(words)
-
-    def report(self) -> dict[str, object]:
-        line: dict[str, object] = {
-            "user_text": self.user_text,
-            "agent_text": self.heard_text if self.interrupted else self.agent_text.strip(),
-            "interrupted": self.interrupted,
-            "t_ms": _rounded(self.t_ms),
-        }
-        if self.error:
-            line["error"] = self.error
-        if self.withdrawn:
-            line["withdrawn"] = self.withdrawn
-        if self.backchannels:
-            line["backchannels"] = self.backchannels
-        if self.judged:
-            line["judged"] = self.judged
-        return line
-
-
 class Conversation:
     def __init__(
         self,
@@ -186,18 +101,15 @@ class Conversation:
         self.settings = settings
         self._events = events or Events()
         self.speaker = speaker
+        self.player = ReplyPlayer(speaker)
         self._show = show  # (kind, text): kind is "you", "ai", "state", "latency" or "note"
         self._report = report
         self.state = State.LISTENING
-        self.turns: list[dict[str, object]] = []  # report lines
-        self.finished: list[Turn] = []
-        smart = settings.turn_detector == "smart"
-        self._bounded = settings.turn_detector == "bounded"
-        self._silence_ms = settings.end_silence_ms
+        self._detector = detector_for(settings, self.now_ms)
         self._endpointer = Endpointer(
             settings.vad_aggressiveness,
             settings.min_speech_ms,
-            self._silence_ms,
+            self._detector.silence_ms,
             pause_ms(settings.turn_detector) if settings.pause_ms is None else settings.pause_ms,
         )
         self.stt = SttLink(
@@ -206,24 +118,23 @@ class Conversation:
             self._on_final,
             self._note,
             MAX_BUFFERED_AUDIO_S,
-            on_event=self._on_speech_event if smart or self._bounded else None,
-            on_interim=self._on_interim if settings.backchannels or self._bounded else None,
+            on_event=self._on_speech_event if self._detector.uses_model else None,
+            on_interim=self._on_interim if settings.backchannels or self._detector.uses_words else None,
         )
-        self._smart = smart  # until the STT service says it has no end-of-turn model
         self._backchannels = Backchannels(settings.backchannels)
         self._passed = -1.0  # the turn start of the speech last let pass as a backchannel at its pause
-        # With "bounded": the words decoded at the current pause, the model's probability for it,
-        # and the turn start of the speech whose held reply was prepared from such words.
-        self._heard_so_far: Final | None = None
-        self._probability: float | None = None
-        self._prepared_for = -1.0
-        self._judged: list[dict[str, object]] = []  # this turn's pauses so far, as judged
+        self._prepared_for = -1.0  # the turn start of the speech a held reply was prepared for at a pause
         self._stt_heard_at = -1.0  # ms: when the STT service last judged a pause (it heard speech)
         self.llm = LlmLink(
             settings.llm, settings.security, settings.system_prompt, settings.max_tokens, self._note
         )
         self.tts = TtsLink(
-            settings.tts, settings.security, settings.voice, speaker.sample_rate_hz, self._on_tts, self._note
+            settings.tts,
+            settings.security,
+            settings.voice,
+            speaker.sample_rate_hz,
+            self._on_speech,
+            self._note,
         )
         self._utterances: list[_Utterance] = []  # awaiting their finals
         self._last: _Utterance | None = None  # the latest utterance
@@ -232,7 +143,6 @@ class Conversation:
         self._withdrawn: list[dict[str, object]] = []  # held replies withdrawn since the last turn
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_ids = itertools.count(1)
-        self._written = 0  # speaker samples written (in the speaker's played coordinates)
         self._frames = 0
         self._turn_over_frame = 0  # the frame at which the user's turn was last judged over
         self._skipped_pause = False  # the last pause came while a reply was playing: not acted on
@@ -290,10 +200,8 @@ class Conversation:
     def feed(self, frame: bytes) -> None:
         self._frames += 1
         self._last_frame_at = time.monotonic()
-        if self._smart and self.stt.turn_detection is False:
-            self._smart = False
-            self._note("the STT service has no end-of-turn model: your turn ends after a silence")
-            self._endpointer.set_silence_ms(self.settings.silence_ms or silence_ms("silence"))
+        if self._detector.uses_model and self.stt.turn_detection is False:
+            self._without_model()
         muted = self.settings.duplex == "half" and self.state == State.SPEAKING
         self.stt.send_audio(bytes(len(frame)) if muted else frame)
         boundary = self._endpointer.push(bytes(len(frame)) if muted else frame)
@@ -321,6 +229,14 @@ class Conversation:
             if self.stt.roll_over_due:
                 self.stt.roll_over()
 
+    def _without_model(self) -> None:
+        """The STT service has no end-of-turn model: a policy that needs it falls back."""
+        detector = self._detector.without_model()
+        if detector is not self._detector:
+            self._detector = detector
+            self._note("the STT service has no end-of-turn model: your turn ends after a silence")
+            self._endpointer.set_silence_ms(detector.silence_ms)
+
     def _on_boundary(self, edge: Edge, at_ms: float) -> None:
         if edge is Edge.START:
             self._speech_start = self._turn_start = at_ms
@@ -341,13 +257,14 @@ class Conversation:
                 return
             self._speech_start = at_ms
             self._new_pause()
-            if self._last is not None and not self._bounded:
+            whole_turn = self._detector.whole_turn
+            if self._last is not None and not whole_turn:
                 self._last.continued = True
             if self._turn is not None and self._turn.tentative:
-                # Bounded: the STT utterance goes on, and its final will hold the whole turn.
-                self._retract(self._turn, carry=not self._bounded)
+                # A whole turn: the STT utterance goes on, and its final will hold all of it.
+                self._retract(self._turn, carry=not whole_turn)
             return
-        if edge is Edge.PAUSE and self._bounded:
+        if edge is Edge.PAUSE and self._detector.whole_turn:
             return  # judged when the words decoded at the pause come (``_on_interim``)
         if edge is Edge.PAUSE or self._last is None or self._last.ended or self._last.continued:
             # The utterance is finalised now; a reply may start, held until the end is sure.
@@ -381,34 +298,25 @@ class Conversation:
         # The STT service took it for speech: wait for the end of that turn and its final.
         return not (self._stt_heard_at >= turn.paused_at and self._endpointer.speaking)
 
-    def _on_speech_event(self, event: stt_pb2.SpeechEvent) -> None:
-        """The end-of-turn model judged a pause: a complete turn ends now, not at the fallback silence."""
+    def _on_speech_event(self, event: SpeechEvent) -> None:
+        """The STT service heard speech; where its model judged a pause, the detector decides."""
         self._stt_heard_at = self.now_ms()
-        if event.type not in _JUDGEMENTS:
-            return
         # Only the pause it judged: not when the user has spoken again since.
-        speech_end = self.stt.time_ms(event.offset_ms)
         if (
-            self._endpointer.quiet_ms() < _QUIET_FOR_DECISION_MS
-            or self._last_voiced_ms() > speech_end + _SAME_PAUSE_MS
+            event.judgement is None
+            or not self._endpointer.speaking
+            or self._endpointer.quiet_ms() < _QUIET_FOR_DECISION_MS
+            or self._last_voiced_ms() > event.at_ms + _SAME_PAUSE_MS
         ):
             return
-        if self._bounded:
-            if not self._over_reply:  # speech over a reply is judged at its end, as ever
-                self._probability = event.end_of_turn_probability
-                self._judge_pause()
-            return
-        if event.type != stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN:
-            return
-        if (boundary := self._endpointer.end_now()) is not None:
-            self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
+        self._decide(self._detector.judge_event(event, self._over_reply))
 
     def _last_voiced_ms(self) -> float:
         return self._frames * FRAME_MS - self._endpointer.quiet_ms()
 
     def _on_interim(self, interim: Final) -> None:
         """The words so far, decoded at a pause: a backchannel over the reply lets it go on now;
-        with the bounded detector, the user's pause is judged on them."""
+        otherwise the detector may judge the pause on them."""
         if (
             not self._endpointer.speaking
             or self._endpointer.quiet_ms() < _QUIET_FOR_DECISION_MS
@@ -420,42 +328,22 @@ class Conversation:
             if turn is not None and turn.paused and not turn.interrupted and text in self._backchannels:
                 self._passed = self._turn_start
                 self._let_pass(text)
-        elif self._bounded and text:
-            self._heard_so_far = interim
-            self._judge_pause()
+        else:
+            self._decide(self._detector.judge_words(interim))
 
     def _new_pause(self) -> None:
         """Speech (again): what was judged of the last pause no longer holds."""
-        self._heard_so_far, self._probability = None, None
-        self._endpointer.set_silence_ms(self._silence_ms)
+        self._endpointer.set_silence_ms(self._detector.speech_again())
 
-    def _judge_pause(self) -> None:
-        """Bounded: the pause judged on its words, and on the model's probability once it came.
-
-        The reply is prepared (held) on the words; done ends the turn now, plainly unfinished
-        words wait up to the longest silence, and anything else the normal silence.
-        """
-        heard = self._heard_so_far
-        if heard is None or not self._endpointer.speaking:
+    def _decide(self, decision: Decision | None) -> None:
+        """Act on the detector's decision: the silence that ends the turn, a held reply prepared on
+        the words at the pause, the turn ended now."""
+        if decision is None:
             return
-        verdict = judge(heard.text, self._probability)
-        record: dict[str, object] = {
-            "words": heard.text.strip(),
-            "probability": None if self._probability is None else round(self._probability, 3),
-            "verdict": verdict.value,
-            "at_ms": round(self.now_ms(), 1),
-        }
-        if self._judged and self._judged[-1]["words"] == record["words"]:
-            self._judged[-1] = record  # the same pause, judged again with the model's probability
-        else:
-            self._judged.append(record)
-        if verdict is Verdict.UNFINISHED:
-            self._endpointer.set_silence_ms(self.settings.max_silence_ms)
-            return
-        self._endpointer.set_silence_ms(self._silence_ms)
-        if self._prepared_for != self._turn_start:
+        self._endpointer.set_silence_ms(decision.silence_ms)
+        if decision.prepare is not None and self._prepared_for != self._turn_start:
             self._prepared_for = self._turn_start
-            text = heard.text.strip()
+            text = decision.prepare.text.strip()
             self._show("you", text)
             t_ms = {
                 "speech_start": self._turn_start,
@@ -463,7 +351,7 @@ class Conversation:
                 "transcript_final": self.now_ms(),
             }
             self.ask(text, t_ms, tentative=True)
-        if verdict is Verdict.DONE and (boundary := self._endpointer.end_now()) is not None:
+        if decision.end_now and (boundary := self._endpointer.end_now()) is not None:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
 
     def _on_final(self, final: Final) -> None:
@@ -507,13 +395,13 @@ class Conversation:
             self._barge_in()  # the user said more before the reply was done: answer that instead
         turn = Turn(text, t_ms, id=next(self._turn_ids), tentative=tentative)
         turn.withdrawn, self._withdrawn = self._withdrawn, []
-        turn.judged = list(self._judged)  # a held turn takes them again when released
-        if not tentative:
-            self._judged = []
+        # A held turn takes them again when released.
+        turn.judged = list(self._detector.judged) if tentative else self._detector.take_judged()
         previous = self._turn_task
         if tentative:
             turn.t_ms["held"] = self.now_ms()
         self._turn = turn
+        self.player.start(turn.id)
         if not tentative:
             turn.confirmed.set()
             self._events.reply_started(turn)
@@ -526,19 +414,19 @@ class Conversation:
         self._set_state(State.THINKING)
         try:
             async for event in self.llm.turn(turn.user_text, turn.id):
-                if event.HasField("delta") and not turn.interrupted:
+                if isinstance(event, ReplyDelta) and not turn.interrupted:
                     turn.t_ms.setdefault("first_token", self.now_ms())
-                    turn.agent_text += event.delta.text
-                    self._events.reply_text(turn, event.delta.text)
-                    self.tts.text(event.delta.text, turn.id)
-                elif event.HasField("turn_end") and event.turn_end.error.message:
-                    turn.error = f"the chat service failed: {event.turn_end.error.message}"
+                    turn.agent_text += event.text
+                    self._events.reply_text(turn, event.text)
+                    self.tts.text(event.text, turn.id)
+                elif isinstance(event, ReplyEnd) and event.error:
+                    turn.error = f"the chat service failed: {event.error}"
             if not turn.interrupted:
                 self.tts.flush(turn.id)
                 await turn.synthesized.wait()
                 await turn.confirmed.wait()
                 self.speaker.flush_pending()
-                while not turn.interrupted and (turn.paused or self.speaker.played_samples < self._written):
+                while not turn.interrupted and (turn.paused or not self.player.drained):
                     await asyncio.sleep(FRAME_MS / 1000 / 3)
             if turn.retracted:
                 self.llm.retract(turn.id)
@@ -552,6 +440,7 @@ class Conversation:
             self._finish(turn)
 
     def _finish(self, turn: Turn) -> None:
+        self.player.end(turn.id)
         if self._turn is turn:
             self._turn = None
             self._set_state(State.HEARING if self._endpointer.speaking else State.LISTENING)
@@ -572,66 +461,43 @@ class Conversation:
                 f" -> first token {t.get('first_token', 0) - t['speech_end']:.0f} ms"
                 f" -> first audio {t['first_audio'] - t['speech_end']:.0f} ms",
             )
-        self.turns.append(line)
-        self.finished.append(turn)
         self._events.reply_done(turn)
+        self._events.reported(line)
         if self._report is not None:
             self._report.write(json.dumps(line) + "\n")
             self._report.flush()
 
-    def _on_tts(self, response: tts_pb2.StreamingSynthesizeResponse) -> None:
+    def _on_speech(self, speech: Speech) -> None:
+        """Synthesized audio of the turn in progress; anything else belongs to a turn that is over."""
         turn = self._turn
-        if response.HasField("done"):
-            done = response.done
-            if turn is not None and done.turn_id == turn.id and not done.cancelled:
-                turn.synthesized.set()
-        elif turn is not None and response.audio.turn_id == turn.id and not turn.interrupted:
-            self._add_audio(turn, response.audio)
-        # Anything else belongs to a turn that is over: dropped.
+        if turn is None or speech.turn_id != turn.id:
+            return
+        if isinstance(speech, AudioChunk):
+            if not turn.interrupted:
+                self._played(turn, self.player.add(speech, turn.audible), bool(speech.pcm))
+        elif not speech.cancelled:
+            turn.synthesized.set()
 
-    def _add_audio(self, turn: Turn, chunk: tts_pb2.SynthesizedAudio) -> None:
-        samples = len(chunk.audio_content) // 2
-        if chunk.text or not turn.pieces:
-            turn.pieces.append(_Piece(chunk.text, turn.samples))
-        turn.pieces[-1].samples += samples
-        turn.audio += chunk.audio_content
-        if turn.audible:
-            self._write(turn, chunk.audio_content)
-
-    def _write(self, turn: Turn, pcm: bytes) -> None:
-        if "first_audio" not in turn.t_ms:
-            turn.offset = self._written - turn.played  # where the reply's sample 0 is on the speaker
-            # The audio starts playing after whatever is still queued ahead of it.
-            ahead_ms = self.speaker.buffered_samples * 1000 / self.speaker.sample_rate_hz
-            turn.t_ms["first_audio"] = self.now_ms() + ahead_ms
-        if pcm:
+    def _played(self, turn: Turn, ahead_ms: float | None, sound: bool = True) -> None:
+        """Audio of ``turn`` was written; ``ahead_ms`` is set when it was its first."""
+        if ahead_ms is not None:
+            turn.t_ms["first_audio"] = self.now_ms() + ahead_ms  # it plays after what is queued
+        if sound and turn.audible:
             self._set_state(State.SPEAKING)
-        self.speaker.write(pcm)
-        self._written += len(pcm) // 2
 
     def _play_rest(self, turn: Turn) -> None:
         """Play the reply from where it stopped (or from its start), and the rest as it comes."""
-        turn.offset = self._written - turn.played
-        rest = bytes(turn.audio[turn.played * 2 :])
-        if rest:
-            self._write(turn, rest)
+        if self.player.has_rest:
+            self._played(turn, self.player.play_rest())
             if turn.synthesized.is_set():
                 self.speaker.flush_pending()  # all of the reply is written: let its last samples out
         else:
             self._set_state(State.THINKING)
 
-    def _stop_playing(self, turn: Turn) -> None:
-        """Silence the speaker now; remember how much of the reply was played."""
-        self.speaker.clear()
-        played = self.speaker.played_samples
-        if turn.audible:
-            turn.played = max(0, min(turn.samples, played - turn.offset))
-        self._written = played
-
     def _release(self, turn: Turn) -> None:
         """The user's turn did end: play what was held, and the rest as it comes."""
         turn.tentative = False
-        turn.judged, self._judged = self._judged, []
+        turn.judged = self._detector.take_judged()
         turn.t_ms["end_of_turn"] = turn.t_ms["released"] = self.now_ms()
         self._events.reply_started(turn)
         if turn.audible:
@@ -642,12 +508,7 @@ class Conversation:
         """The user went on speaking: drop the held reply; the next transcript joins this one
         (``carry``), or holds the whole turn anyway (the STT utterance was not ended)."""
         turn.t_ms["withdrawn"] = self.now_ms()
-        record: dict[str, object] = {
-            "user_text": turn.user_text,
-            "agent_text": turn.agent_text.strip(),
-            "t_ms": _rounded(turn.t_ms),
-        }
-        self._withdrawn += [*turn.withdrawn, record]
+        self._withdrawn += [*turn.withdrawn, turn.withdrawal()]
         turn.retracted = turn.interrupted = True
         if carry:
             self._carry = f"{turn.user_text} {self._carry}".strip()
@@ -662,7 +523,7 @@ class Conversation:
 
     def _pause(self, turn: Turn) -> None:
         """Sound from the user over the reply: stop playing until it proves to be words, or not."""
-        self._stop_playing(turn)
+        self.player.stop(turn.audible)
         turn.paused, turn.paused_at = True, self.now_ms()
         turn.t_ms["paused"] = turn.paused_at
         turn.t_ms.setdefault("barge_in", turn.paused_at)
@@ -711,7 +572,7 @@ class Conversation:
         if not turn.paused:
             self._pause(turn)
         turn.interrupted = True
-        turn.heard_text = turn.heard(turn.played)
+        turn.heard_text = self.player.heard()
         self.llm.cancel(turn.id)
         self.tts.cancel(turn.id)
         turn.synthesized.set()

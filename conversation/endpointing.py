@@ -11,6 +11,7 @@ import numpy as np
 import webrtcvad
 
 from foundation.audio import FRAME_MS, RATE_HZ
+
 # Frames whose voicing is remembered for ``voiced_ms``.
 _HISTORY_FRAMES = 200
 # Quieter frames are silence, whatever webrtcvad says: it takes the faint noise of a bit or two

@@ -2,7 +2,9 @@
 
 With ``--turn-detector bounded`` the turn ends at once when it is plainly done, after the
 normal silence when unsure, and only after the longest silence when the words are plainly
-unfinished ("my number is", "and the", "he was not").
+unfinished ("I'd like a pizza and", "he was not", "call me at the") or the model is sure they go
+on. "Is" is no such ending: "my number is" might be all there is to say ("that's what it is"),
+so without the model it waits the normal silence.
 """
 
 from __future__ import annotations

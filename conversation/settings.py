@@ -1,8 +1,15 @@
-"""The conversation's settings: the services, endpointing and the reply, with their defaults."""
+"""The conversation's settings: the services, endpointing and the reply, with their defaults.
+
+Each field people set carries its one definition (``setting``): the edge client's flag with its
+help and environment variable, and the Realtime session's field; the CLI and the Realtime door are
+made from these, and a refusal (``SettingError``) is written in whichever names the caller used."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, fields
+from string import Formatter
+from typing import Any
 
 from conversation.backchannel import DEFAULT_BACKCHANNELS
 from foundation.channels import Security
@@ -48,54 +55,172 @@ MAX_BUFFERED_AUDIO_S = 120.0
 
 
 @dataclass(frozen=True)
+class Setting:
+    """How people set one conversation setting: the edge client's flag (its default from ``env``
+    where there is one) and the field of a Realtime session, where that door exposes it."""
+
+    flag: str
+    help: str = ""
+    env: str = ""
+    # The field's path in a Realtime ``session``, as the current API lays it out.
+    api: str = ""
+    # From the flag's text to the value.
+    parse: Callable[[str], Any] = str
+    choices: Collection[Any] | None = None
+
+
+def setting(
+    flag: str,
+    help: str = "",
+    *,
+    env: str = "",
+    api: str = "",
+    parse: Callable[[str], Any] = str,
+    choices: Collection[Any] | None = None,
+) -> dict[str, Setting]:
+    """A field's ``metadata``: ``field(default=600, metadata=setting("--silence-ms", "..."))``."""
+    return {"setting": Setting(flag, help, env, api, parse, choices)}
+
+
+def _phrases(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
 class ConversationSettings:
-    stt: str = DEFAULT_STT
-    llm: str = DEFAULT_LLM
-    tts: str = DEFAULT_TTS
-    vad_aggressiveness: int = DEFAULT_VAD_AGGRESSIVENESS
+    stt: str = field(default=DEFAULT_STT, metadata=setting("--stt", "STT service address", env="STT_ADDRESS"))
+    llm: str = field(default=DEFAULT_LLM, metadata=setting("--llm", "LLM service address", env="LLM_ADDRESS"))
+    tts: str = field(default=DEFAULT_TTS, metadata=setting("--tts", "TTS service address", env="TTS_ADDRESS"))
+    vad_aggressiveness: int = field(
+        default=DEFAULT_VAD_AGGRESSIVENESS,
+        metadata=setting("--vad-aggressiveness", parse=int, choices=range(4)),
+    )
     # None: the turn detector's default (``silence_ms()``).
-    silence_ms: int | None = None
-    turn_detector: str = DEFAULT_TURN_DETECTOR
+    silence_ms: int | None = field(
+        default=None,
+        metadata=setting(
+            "--silence-ms",
+            f"silence that ends your turn ({DEFAULT_SILENCE_MS}); with the smart detector, "
+            f"the longest wait when it judges you not done ({DEFAULT_FALLBACK_SILENCE_MS})",
+            api="audio.input.turn_detection.silence_duration_ms",
+            parse=int,
+        ),
+    )
+    turn_detector: str = field(
+        default=DEFAULT_TURN_DETECTOR,
+        metadata=setting(
+            "--turn-detector",
+            "silence: the silence ends your turn; smart: a model judges each pause (falls back to "
+            "silence where the service has none); bounded: your words so far and the model judge each "
+            "pause: done ends the turn at once, unsure waits --silence-ms, plainly unfinished "
+            "--max-silence-ms",
+            api="audio.input.turn_detection.type",
+            choices=TURN_DETECTORS,
+        ),
+    )
     # None: the turn detector's default (``pause_ms()``), off where silence_ms is not longer; 0: off.
-    pause_ms: int | None = None
+    pause_ms: int | None = field(
+        default=None,
+        metadata=setting(
+            "--pause-ms",
+            f"pause after which a reply is prepared, played only if the silence lasts "
+            f"({DEFAULT_PAUSE_MS} with --turn-detector silence or bounded; 0: off; not with smart)",
+            api="audio.input.turn_detection",  # null: off
+            parse=int,
+        ),
+    )
     # With "bounded": the silence that ends a turn whose words are plainly unfinished.
-    max_silence_ms: int = DEFAULT_FALLBACK_SILENCE_MS
+    max_silence_ms: int = field(
+        default=DEFAULT_FALLBACK_SILENCE_MS,
+        metadata=setting(
+            "--max-silence-ms",
+            "with --turn-detector bounded: the silence that ends a turn whose words are plainly "
+            f'unfinished ("my number is"; {DEFAULT_FALLBACK_SILENCE_MS})',
+            parse=int,
+        ),
+    )
     min_speech_ms: int = DEFAULT_MIN_SPEECH_MS
     pre_roll_ms: int = DEFAULT_PRE_ROLL_MS
-    barge_in_ms: int = DEFAULT_BARGE_IN_MS
-    resume_ms: int = DEFAULT_RESUME_MS
+    barge_in_ms: int = field(
+        default=DEFAULT_BARGE_IN_MS,
+        metadata=setting(
+            "--barge-in-ms",
+            "voiced sound that pauses the agent; it stops if words are transcribed",
+            parse=int,
+        ),
+    )
+    resume_ms: int = field(
+        default=DEFAULT_RESUME_MS,
+        metadata=setting(
+            "--resume-ms",
+            "quiet after a pause with no words transcribed, after which the agent goes on",
+            parse=int,
+        ),
+    )
     # Words over a reply that do not stop it and are no turn ("mm-hmm", "yeah"); empty: none.
-    backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
+    backchannels: tuple[str, ...] = field(
+        default=DEFAULT_BACKCHANNELS,
+        metadata=setting(
+            "--backchannels",
+            'what you may say over a reply without stopping it ("mm-hmm", "yeah"), comma-separated; '
+            '"" for none (default: a short list in English and Russian)',
+            parse=_phrases,
+        ),
+    )
     # "full": the user's audio stays live while the agent speaks (barge-in; the front end takes
     # the agent's own voice out). "half": while the agent speaks the user's audio is muted.
-    duplex: str = "full"
-    voice: str = ""
-    system_prompt: str = ""
+    duplex: str = field(
+        default="full",
+        metadata=setting(
+            "--duplex",
+            "full: speak to interrupt the agent; half: the mic is muted while it speaks (no echo canceller)",
+            choices=("full", "half"),
+        ),
+    )
+    voice: str = field(
+        default="",
+        metadata=setting("--voice", "TTS voice name (default: the service's)", api="audio.output.voice"),
+    )
+    system_prompt: str = field(
+        default="",
+        metadata=setting(
+            "--system-prompt", "the assistant's instructions (default: the service's)", api="instructions"
+        ),
+    )
     # 0: the service's default.
-    max_tokens: int = 0
+    max_tokens: int = field(
+        default=0,
+        metadata=setting("--max-tokens", "longest reply, in tokens (default: the service's)", parse=int),
+    )
     security: Security = field(default_factory=Security)
 
     def __post_init__(self) -> None:
         if self.silence_ms is not None and self.silence_ms <= 0:
-            raise ValueError("--silence-ms must be more than 0; leave it out for the turn detector's default")
+            raise SettingError(
+                "{silence_ms} must be more than 0; leave it out for the turn detector's default"
+            )
         if self.pause_ms is not None and self.pause_ms < 0:
-            raise ValueError("--pause-ms must be 0 (off) or more")
+            raise SettingError("{pause_ms} must be 0 (off) or more")
         if self.pause_ms and self.turn_detector == "smart":
             # The held reply ends the STT utterance at the pause, before the model has judged it.
-            raise ValueError(
-                "--pause-ms works with --turn-detector silence or bounded; leave out one of them"
+            raise SettingError(
+                "{pause_ms} works with {turn_detector} silence or bounded; leave out one of them"
             )
         silence = self.end_silence_ms
         if self.turn_detector == "bounded" and self.pause_ms == 0:
-            raise ValueError("--turn-detector bounded judges your turn at a pause: give --pause-ms above 0")
+            raise SettingError("{turn_detector} bounded judges your turn at a pause: give {pause_ms} above 0")
         if self.turn_detector == "bounded" and self.max_silence_ms < silence:
-            raise ValueError(
-                f"--max-silence-ms ({self.max_silence_ms}) must be at least --silence-ms ({silence})"
+            raise SettingError(
+                "{max_silence_ms} ({max_silence}) must be at least {silence_ms} ({silence})",
+                max_silence=self.max_silence_ms,
+                silence=silence,
             )
         if self.pause_ms and self.pause_ms >= silence:
-            raise ValueError(
-                f"--pause-ms ({self.pause_ms}) must be shorter than --silence-ms ({silence}): the reply "
-                "is prepared at the pause and played when the silence ends the turn (0: no pause)"
+            raise SettingError(
+                "{pause_ms} ({pause}) must be shorter than {silence_ms} ({silence}): the reply is prepared "
+                "at the pause and played when the silence ends the turn (0: no pause)",
+                pause=self.pause_ms,
+                silence=silence,
             )
 
     @property
@@ -112,3 +237,30 @@ def silence_ms(turn_detector: str) -> int:
 def pause_ms(turn_detector: str) -> int:
     """The default pause that prepares a held reply with ``turn_detector`` (0: none)."""
     return 0 if turn_detector == "smart" else DEFAULT_PAUSE_MS
+
+
+# The conversation's settings that people set, by field name.
+SETTINGS: dict[str, Setting] = {
+    f.name: f.metadata["setting"] for f in fields(ConversationSettings) if "setting" in f.metadata
+}
+
+
+def flag(name: str) -> str:
+    """The edge client's flag for the setting ``name`` (the field's name where it has none)."""
+    return SETTINGS[name].flag if name in SETTINGS else name
+
+
+class SettingError(ValueError):
+    """A refused setting. The message names each setting it is about as ``{field_name}``, and
+    ``render`` writes those in a front end's vocabulary; ``str()`` gives the flags."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        self.message, self.values = message, values
+        # The settings it is about, by field name.
+        named = (n for _, n, _, _ in Formatter().parse(message) if n and n not in values)
+        self.fields = tuple(dict.fromkeys(named))
+        super().__init__(self.render(flag))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with each setting called ``name(field_name)``."""
+        return self.message.format(**self.values, **{f: name(f) for f in self.fields})

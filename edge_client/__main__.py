@@ -14,14 +14,14 @@ from typing import IO
 import grpc
 from rich.console import Console
 
-from conversation import Conversation, Output
-from foundation.audio import FRAME_MS
-from conversation.links import check_reachable
+from conversation import Conversation, Events, Output
 from edge_client import audio_io, channels
 from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.echo import EchoCanceller
 from edge_client.files import WavInput, WavOutput
 from edge_client.room import Room
+from foundation.audio import FRAME_MS
+from foundation.health import check_reachable
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 # After the input file, stop once nothing has happened for this long...
@@ -123,7 +123,8 @@ async def run(settings: EdgeSettings) -> int:
         report: IO[str] | None = None
         if settings.report_file is not None:
             report = stack.enter_context(settings.report_file.open("w"))
-        conversation = Conversation(settings, output, show, report)
+        tally = _Tally()
+        conversation = Conversation(settings, output, show, report, tally)
         if echo is not None:
             conversation.barge_in_ms = echo.barge_in_ms
         conversation.start()
@@ -143,7 +144,7 @@ async def run(settings: EdgeSettings) -> int:
                 await conversation.listen(_cleaned(_frames_from_mic(settings, echo), echo))
         finally:
             await conversation.close()
-            _summary(conversation)
+            tally.summary()
     return 0
 
 
@@ -166,18 +167,24 @@ async def _typed_clock(output: Output) -> AsyncIterator[bytes]:
         await asyncio.sleep(FRAME_MS / 1000)
 
 
-def _summary(conversation: Conversation) -> None:
-    turns = conversation.turns
-    latencies = [
-        t["first_audio"] - t["speech_end"]
-        for line in turns
-        if isinstance(t := line["t_ms"], dict) and "first_audio" in t and "speech_end" in t
-    ]
-    interrupted = sum(1 for line in turns if line["interrupted"])
-    text = f"{len(turns)} turns, {interrupted} interrupted"
-    if latencies:
-        text += f"; end of speech -> first audio: median {median(latencies):.0f} ms"
-    console.print(f"[bold]Session:[/] {text}")
+class _Tally(Events):
+    """The session in numbers, counted as each turn is reported (no turn is kept)."""
+
+    def __init__(self) -> None:
+        self.turns = self.interrupted = 0
+        self.latencies_ms: list[float] = []
+
+    def reported(self, line: dict[str, object]) -> None:
+        self.turns += 1
+        self.interrupted += bool(line["interrupted"])
+        if isinstance(t := line["t_ms"], dict) and "first_audio" in t and "speech_end" in t:
+            self.latencies_ms.append(t["first_audio"] - t["speech_end"])
+
+    def summary(self) -> None:
+        text = f"{self.turns} turns, {self.interrupted} interrupted"
+        if self.latencies_ms:
+            text += f"; end of speech -> first audio: median {median(self.latencies_ms):.0f} ms"
+        console.print(f"[bold]Session:[/] {text}")
 
 
 def _devices(args: argparse.Namespace) -> None:

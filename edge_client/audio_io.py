@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from foundation.audio import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, RATE_HZ, FrameSplitter, Resampler
+from foundation.audio import FRAME_MS, RATE_HZ, FrameSplitter, Resampler
 
 if TYPE_CHECKING:
     from edge_client.echo import EchoCanceller

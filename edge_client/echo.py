@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from foundation.audio import Resampler
+from foundation.audio import (
+    RATE_HZ,
+    Resampler,
+)
 
-from foundation.audio import RATE_HZ  # noqa: E402
 CHUNK_SAMPLES = RATE_HZ // 100  # the canceller's 10 ms frame
 # The canceller counts as converged once it has heard CONVERGE_MIN_S of far-end speech and
 # cuts its echo by CONVERGE_ERLE_DB, or in any case after CONVERGE_S (LiveKit waits 3 s).

@@ -17,7 +17,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from edge_client.room import Room
-from foundation.audio import FRAME_BYTES, FRAME_MS, RATE_HZ, Resampler, float_to_pcm16, pcm16_to_float, resample
+from foundation.audio import (
+    FRAME_BYTES,
+    FRAME_MS,
+    RATE_HZ,
+    Resampler,
+    float_to_pcm16,
+    pcm16_to_float,
+    resample,
+)
 
 
 def read_wav_16k(path: Path) -> bytes:

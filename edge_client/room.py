@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from foundation.audio import RATE_HZ  # noqa: E402
+from foundation.audio import RATE_HZ
+
 DEFAULT_ECHO_DB = -6.0
 DEFAULT_ECHO_DELAY_MS = 80
 DEFAULT_RT60_S = 0.3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import subprocess
@@ -15,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from conversation.core import Conversation, State
-from foundation.audio import FRAME_MS
 from edge_client.config import EdgeSettings
 from edge_client.files import WavOutput
+from foundation.audio import FRAME_MS
 from harness.speech import REPO
 
 RATE_HZ = 16000
@@ -103,7 +104,10 @@ async def converse(
     """
     output = WavOutput(tmp / "out.wav", settings.output_rate_hz)
     shown: list[str] = []
-    conversation = Conversation(settings, output, lambda kind, text: shown.append(f"{kind}: {text}\n"))
+    report = io.StringIO()
+    conversation = Conversation(
+        settings, output, lambda kind, text: shown.append(f"{kind}: {text}\n"), report
+    )
 
     async def paced() -> AsyncIterator[bytes]:
         async for frame in frames(conversation):
@@ -118,7 +122,7 @@ async def converse(
         await conversation.close()
         output.close()
     session = read_session(tmp / "out.wav", None, "".join(shown))
-    session.turns = conversation.turns
+    session.turns = [json.loads(line) for line in report.getvalue().splitlines()]
     return conversation, session
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from harness.servers import running_server
 from services.gateway.config import GatewaySettings
 from services.gateway.server import Ports, running_gateway
 from services.stt import engine as stt_engine
@@ -19,7 +20,6 @@ from services.tts import engine as tts_engine
 from services.tts.config import TtsSettings
 from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
 from services.tts.servicer import TtsServicer
-from harness.servers import running_server
 from voice.llm.v1 import llm_pb2_grpc
 from voice.stt.v1 import stt_pb2_grpc
 from voice.tts.v1 import tts_pb2_grpc

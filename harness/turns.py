@@ -10,8 +10,8 @@ from functools import cache
 import numpy as np
 
 from foundation.audio import pcm16_to_float
-from services.stt.models import tiny_en_path
 from harness.speech import Recording, english
+from services.stt.models import tiny_en_path
 
 # Long read sentences, and a word after which each is plainly unfinished:
 # "unless to be rather cold-hearted and rather selfish is | to be ill-disposed",

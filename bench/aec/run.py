@@ -28,10 +28,11 @@ import soxr
 from rich.console import Console
 from rich.table import Table
 
-from conversation.endpointing import FRAME_MS, Endpointer
+from conversation.endpointing import Endpointer
 from conversation.settings import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS, DEFAULT_SILENCE_MS
 from edge_client.echo import EchoCanceller
-from edge_client.room import RATE_HZ, Room
+from edge_client.room import Room
+from foundation.audio import FRAME_MS, RATE_HZ
 from harness.speech import REPO, Recording, corpus_wer, english
 
 RESULTS = REPO / "bench" / "results"

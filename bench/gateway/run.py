@@ -44,10 +44,10 @@ from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe
 from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from services.stt.models import tiny_en_path
 from harness.gateway_stack import gateway_stack
 from harness.speech import corpus_wer, english
 from harness.wyoming_client import CHUNK_BYTES, read
+from services.stt.models import tiny_en_path
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"

@@ -69,19 +69,22 @@ async def one(row: str, kind: str, rec: Recording) -> Outcome:
 
     frames = over_the_reply(question.pcm(), rec.pcm() + silence(4.0), spoke_at, limit_s=0)
     with tempfile.TemporaryDirectory() as tmp:
-        conversation, _ = await converse(settings, Path(tmp), frames, timeout_s=120)
-    turns = conversation.finished
-    if not spoke_at or not turns or "first_audio" not in turns[0].t_ms:
+        _, session = await converse(settings, Path(tmp), frames, timeout_s=120)
+    turns = session.turns
+    if not spoke_at or not turns or "first_audio" not in turns[0]["t_ms"]:  # type: ignore[operator]
         outcome.error = "no reply to speak over"
         return outcome
-    first, t = turns[0], turns[0].t_ms
-    outcome.stopped = first.interrupted
-    if first.interrupted and "paused" in t:
+    first, t = turns[0], turns[0]["t_ms"]
+    assert isinstance(t, dict)
+    outcome.stopped = bool(first["interrupted"])
+    if first["interrupted"] and "paused" in t:
         outcome.stop_from_clip_ms = t["paused"] - spoke_at[0]
         outcome.stop_ms = outcome.stop_from_clip_ms - _voice_start_ms(rec)
     elif "resumed" in t:
         outcome.paused_ms = t["resumed"] - t["paused"]
-    outcome.said = " ".join([*first.backchannels, *(turn.user_text for turn in turns[1:])])
+    said = first.get("backchannels", [])
+    assert isinstance(said, list)
+    outcome.said = " ".join([*map(str, said), *(str(turn["user_text"]) for turn in turns[1:])])
     return outcome
 
 

@@ -43,9 +43,9 @@ from rich.console import Console
 from rich.table import Table
 
 from foundation.audio import pcm16_to_float
-from services.stt.models import resolve_model
 from harness.speech import REPO, Recording, corpus_wer, english
 from harness.stt_load import many_streams
+from services.stt.models import resolve_model
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CHUNK_S = 0.1

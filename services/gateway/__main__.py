@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from services.common.errors import ConfigError
+from foundation.errors import ConfigError
 from services.common.logs import configure_logging, redact
 from services.gateway.access import http_tokens
 from services.gateway.channels import security

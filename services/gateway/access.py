@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from fastapi import Request
 
+from foundation.channels import is_loopback
 from services.common.auth import Tokens
 from services.common.errors import ConfigError
-from services.common.tls import is_loopback
 from services.gateway.config import GatewaySettings
 
 _SCHEME = "bearer "

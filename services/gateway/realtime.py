@@ -31,6 +31,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conversation import Conversation, ConversationSettings, Events, Turn
+from conversation.settings import SETTINGS, SettingError
 from foundation.audio import FRAME_BYTES, FRAME_MS, FrameSplitter
 from services.common.auth import Tokens
 
@@ -209,10 +210,9 @@ class RealtimeSession(Events):
         session = _object(event, "session")
         audio = session.get("audio") or {}
         changes: dict[str, Any] = {}
-        if "instructions" in session:
-            changes["system_prompt"] = str(session["instructions"] or "")
-        voice = (audio.get("output") or {}).get("voice", session.get("voice"))
-        if voice is not None:
+        if (instructions := _field(session, _API_NAMES["system_prompt"])) is not _ABSENT:
+            changes["system_prompt"] = str(instructions or "")
+        if (voice := _field(session, _API_NAMES["voice"])) is not _ABSENT and voice is not None:
             changes["voice"] = "" if voice in _OPENAI_VOICES else str(voice)
         formats = [(audio.get("input") or {}).get("format"), (audio.get("output") or {}).get("format")]
         formats += [session.get("input_audio_format"), session.get("output_audio_format")]
@@ -223,23 +223,24 @@ class RealtimeSession(Events):
                     "unsupported_audio_format",
                     "session.audio.input.format",
                 )
-        inputs = audio.get("input") or {}
-        if "turn_detection" in inputs or "turn_detection" in session:
-            detection = inputs["turn_detection"] if "turn_detection" in inputs else session["turn_detection"]
+        if (detection := _field(session, _TURN_DETECTION)) is not _ABSENT:
             changes.update(_turn_detection(detection))
         if changes and self._conversation is not None:
             changed = {_API_NAMES[k] for k, v in changes.items() if getattr(self._settings, k) != v}
             if changed:
+                # A field inside another one that changed (the turn_detection object) goes unsaid.
+                outer = sorted(n for n in changed if not any(n.startswith(f"{o}.") for o in changed))
                 raise RealtimeError(
-                    f"{', '.join(sorted(changed))} cannot change once the conversation has begun: send "
-                    "session.update first, or open a new connection",
+                    f"{', '.join(f'session.{n}' for n in outer)} cannot change once the conversation has "
+                    "begun: send session.update first, or open a new connection",
                     "session_fixed",
                     "session",
                 )
         try:
             self._settings = dataclasses.replace(self._settings, **changes)
-        except ValueError as exc:
-            raise RealtimeError(str(exc), "invalid_value", "session.audio.input.turn_detection") from exc
+        except SettingError as exc:
+            param = next((_api_name(f) for f in exc.fields if f in _API_NAMES), "session")
+            raise RealtimeError(exc.render(_api_name), "invalid_value", param) from exc
         self._emit("session.updated", session=self._session())
 
     def _append(self, event: dict[str, Any]) -> None:
@@ -445,14 +446,11 @@ class RealtimeSession(Events):
         }
 
 
-# The session's fields, by the conversation setting each one sets.
-_API_NAMES = {
-    "system_prompt": "instructions",
-    "voice": "voice",
-    "turn_detector": "turn_detection",
-    "silence_ms": "turn_detection",
-    "pause_ms": "turn_detection",
-}
+# The session's fields (paths in the current API's layout), by the conversation setting each one sets.
+_API_NAMES = {name: s.api for name, s in SETTINGS.items() if s.api}
+# The object whose type picks the turn detector, and that sets its silence and pause.
+_TURN_DETECTION = _API_NAMES["turn_detector"].removesuffix(".type")
+_ABSENT = object()
 _OPENAI_VOICES = {"alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse"}
 _HANDLERS: dict[str, Callable[[RealtimeSession, dict[str, Any]], None]] = {
     "session.update": RealtimeSession._session_update,
@@ -478,6 +476,24 @@ def _is_pcm16(value: object) -> bool:
     return value == "pcm16"
 
 
+def _field(session: dict[str, Any], path: str) -> Any:
+    """The value at ``path`` in ``session`` (``audio.output.voice``), or at the beta API's place for
+    it (``voice``); ``_ABSENT`` where neither is given."""
+    for where in (path, path.removeprefix("audio.input.").removeprefix("audio.output.")):
+        *parents, last = where.split(".")
+        node: Any = session
+        for name in parents:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            return node[last]
+    return _ABSENT
+
+
+def _api_name(name: str) -> str:
+    """A conversation setting as a Realtime client knows it: its session field, or the gateway's own."""
+    return f"session.{_API_NAMES[name]}" if name in _API_NAMES else f"the gateway's {name}"
+
+
 def _turn_detection(detection: object) -> dict[str, Any]:
     """The conversation settings for the API's ``turn_detection``."""
     if detection is None:
@@ -486,14 +502,14 @@ def _turn_detection(detection: object) -> dict[str, Any]:
         raise RealtimeError(
             "turn_detection must be null, or of type server_vad or semantic_vad",
             "invalid_value",
-            "session.audio.input.turn_detection",
+            f"session.{_TURN_DETECTION}",
         )
     silence = detection.get("silence_duration_ms")
     if silence is not None and (not isinstance(silence, int) or silence <= 0):
         raise RealtimeError(
             "silence_duration_ms must be a whole number of milliseconds above 0",
             "invalid_value",
-            "session.audio.input.turn_detection.silence_duration_ms",
+            _api_name("silence_ms"),
         )
     bounded = detection["type"] == "semantic_vad"
     return {"turn_detector": "bounded" if bounded else "silence", "silence_ms": silence, "pause_ms": None}

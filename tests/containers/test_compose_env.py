@@ -16,9 +16,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.containers.conftest import WAIT_S, compose
 from harness.edge import voice_agent
 from harness.speech import corpus_wer, english
+from tests.containers.conftest import WAIT_S, compose
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
@@ -80,10 +80,9 @@ def unusual(llm_model_path: str, tts_voice: str, turn_model: str) -> dict[str, s
 
 
 def documented() -> set[str]:
-    """The variables in the README's configuration tables (the first column of each row)."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme[readme.index("## Configuration") : readme.index("## Calling the services")]
-    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    """The variables in the configuration page's tables (the first column of each row)."""
+    page = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    rows = [line.split("|")[1] for line in page.splitlines() if line.startswith("| `")]
     return {name.strip(" `") for row in rows for name in row.split("/")}
 
 

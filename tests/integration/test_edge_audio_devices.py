@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from edge_client import audio_io
-from edge_client.audio_io import FRAME_BYTES, AudioDeviceError, Microphone, Speaker
-from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, VirtualAudio, virtual_audio
+from edge_client.audio_io import AudioDeviceError, Microphone, Speaker
+from foundation.audio import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES
 from harness.speech import recordings
+from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, VirtualAudio, virtual_audio
 
 # Device latency allowed before the audio shows up: a few JACK periods.
 MAX_OFFSET_S = 0.5
@@ -84,12 +85,12 @@ async def test_a_reader_that_falls_behind_loses_the_oldest_frames(
         await asyncio.sleep(1.5)
         frames = mic.frames()
         kept = [await anext(frames) for _ in range(10)]
-    assert mic.dropped_frames >= 1.5 / (audio_io.FRAME_MS / 1000) - 10 - 10
+    assert mic.dropped_frames >= 1.5 / (FRAME_MS / 1000) - 10 - 10
     # What is left is the newest audio, still in one piece.
     expected = samples(speech)
     at = find(expected, samples(kept[0]))
     assert at >= 0.5 * RATE_HZ
-    assert np.array_equal(samples(b"".join(kept)), expected[at : at + 10 * audio_io.FRAME_SAMPLES])
+    assert np.array_equal(samples(b"".join(kept)), expected[at : at + 10 * FRAME_SAMPLES])
 
 
 async def test_speaker_output_is_bit_exact_and_counted(devices: VirtualAudio, speech: bytes) -> None:

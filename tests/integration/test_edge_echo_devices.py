@@ -11,9 +11,9 @@ import pytest
 from conversation.endpointing import Endpointer
 from edge_client.audio_io import Microphone, Speaker
 from edge_client.echo import EchoCanceller
+from harness.speech import english
 from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, virtual_audio
 from tests.room_jack import RoomAudio
-from harness.speech import english
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import grpc
 import jiwer
 import pytest
 
-from services.stt.config import SttSettings
 from harness.servers import stt_stub
 from harness.speech import english, normalize, russian, wer
 from harness.stt_client import stream
+from services.stt.config import SttSettings
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 

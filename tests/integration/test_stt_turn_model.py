@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from services.stt.config import DEFAULT_END_OF_TURN_THRESHOLD, DEFAULT_TURN_SILENCE_MS
-from services.stt.turn import TurnDetector
 from harness.speech import Recording
 from harness.turns import cut, sentences, whole
+from services.stt.config import DEFAULT_END_OF_TURN_THRESHOLD, DEFAULT_TURN_SILENCE_MS
+from services.stt.turn import TurnDetector
 
 # What the service hands the model: the speech, then the silence that triggers the decision.
 PAUSE = np.zeros(DEFAULT_TURN_SILENCE_MS * 16, dtype=np.float32)

@@ -16,8 +16,11 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
-from conversation.links import Final, LlmLink, SttLink, TtsLink
+from conversation.links import LlmLink, SttLink, TtsLink
+from conversation.messages import AudioChunk, AudioDone, Final, Reply, ReplyDelta, ReplyEnd, Speech
 from foundation.channels import Security
+from harness.edge import silence
+from harness.speech import english, wer
 from services.common.server import VoiceServer, build_server
 from services.llm.config import LlmSettings
 from services.llm.engines.local import LocalEngine
@@ -31,8 +34,6 @@ from services.tts.config import TtsSettings
 from services.tts.engine import create_engine as create_tts_engine
 from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
 from services.tts.servicer import TtsServicer
-from harness.edge import silence
-from harness.speech import english, wer
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
@@ -79,7 +80,7 @@ async def until(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> Non
             await asyncio.sleep(0.02)
 
 
-async def whole_turn(link: LlmLink, text: str, turn_id: int) -> list[llm_pb2.StreamingChatResponse]:
+async def whole_turn(link: LlmLink, text: str, turn_id: int) -> list[Reply]:
     async with asyncio.timeout(WAIT_S):
         return [event async for event in link.turn(text, turn_id)]
 
@@ -128,9 +129,11 @@ async def test_a_turn_after_a_restart_while_silent_is_answered(llm_engine: Local
             events = await whole_turn(link, "Say hello.", 7)
             second = await whole_turn(link, "Say goodbye.", 8)
     for turn, turn_id in ((events, 7), (second, 8)):
-        end = turn[-1].turn_end
-        assert end.turn_id == turn_id and not end.error.message and end.text.strip(), turn
-        assert all(e.delta.turn_id == turn_id for e in turn[:-1])
+        end = turn[-1]
+        assert isinstance(end, ReplyEnd) and end.turn_id == turn_id and not end.error and end.text.strip(), (
+            turn
+        )
+        assert all(isinstance(e, ReplyDelta) and e.turn_id == turn_id for e in turn[:-1])
     assert any("llm service" in note for note in notes), notes
 
 
@@ -140,10 +143,10 @@ async def test_a_turn_cut_before_its_first_word_is_asked_again_once(llm_engine: 
     link = LlmLink(f"127.0.0.1:{port}", Security(), "", 12, notes.append)
     async with server_on(port, llm_register(servicer), LLM_SERVICE), running(link):
         events = await whole_turn(link, "Say hello.", 1)
-    ends = [e for e in events if e.HasField("turn_end")]
-    assert len(ends) == 1 and not ends[0].turn_end.error.message, events
+    ends = [e for e in events if isinstance(e, ReplyEnd)]
+    assert len(ends) == 1 and not ends[0].error, events
     # Said once: the reply is the deltas of one generation, and the history holds it once.
-    assert ends[0].turn_end.text == "".join(e.delta.text for e in events[:-1])
+    assert ends[0].text == "".join(e.text for e in events[:-1])
     assert [m.role for m in link.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
     assert servicer.streams == 3
 
@@ -157,11 +160,11 @@ async def test_a_turn_cut_after_its_first_words_ends_with_them_and_the_next_is_a
     async with server_on(port, llm_register(servicer), LLM_SERVICE), running(link):
         cut = await whole_turn(link, "Tell me a story about a cat.", 1)
         nxt = await whole_turn(link, "Say hello.", 2)
-    deltas = [e.delta.text for e in cut if e.HasField("delta")]
-    end = cut[-1].turn_end
-    assert len(deltas) == 2 and end.text == "".join(deltas), cut
-    assert end.finish_reason == llm_pb2.FINISH_REASON_ERROR and "lost" in end.error.message
-    assert nxt[-1].turn_end.turn_id == 2 and not nxt[-1].turn_end.error.message
+    deltas = [e.text for e in cut if isinstance(e, ReplyDelta)]
+    end, nxt_end = cut[-1], nxt[-1]
+    assert isinstance(end, ReplyEnd) and len(deltas) == 2 and end.text == "".join(deltas), cut
+    assert "lost" in end.error
+    assert isinstance(nxt_end, ReplyEnd) and nxt_end.turn_id == 2 and not nxt_end.error
     # The new stream was restored with the words that were said, not asked to say them again.
     assert [m.content for m in link.history[:2]] == ["Tell me a story about a cat.", end.text]
 
@@ -216,7 +219,7 @@ class FailingTts(TtsServicer):
 async def test_speech_lost_with_its_stream_goes_on_from_where_it_stopped(tts_engine: Any) -> None:
     port, notes = free_port(), list[str]()
     servicer = FailingTts(tts_engine)
-    got: list[tts_pb2.StreamingSynthesizeResponse] = []
+    got: list[Speech] = []
     link = TtsLink(f"127.0.0.1:{port}", Security(), "", 16000, got.append, notes.append)
     register = lambda server: tts_pb2_grpc.add_TtsServiceServicer_to_server(servicer, server)  # noqa: E731
     sentences = ["The first sentence is here.", " The second one follows it.", " And a third ends it."]
@@ -225,12 +228,12 @@ async def test_speech_lost_with_its_stream_goes_on_from_where_it_stopped(tts_eng
         for sentence in sentences:
             link.text(sentence, 3)
         link.flush(3)
-        await until(lambda: any(r.HasField("done") for r in got))
-    texts = [r.audio.text for r in got if r.HasField("audio") and r.audio.text]
+        await until(lambda: any(isinstance(r, AudioDone) for r in got))
+    texts = [r.text for r in got if isinstance(r, AudioChunk) and r.text]
     # Every word spoken exactly once, in order, across the two streams; the done names the turn.
     assert " ".join(texts).split() == "".join(sentences).split(), texts
-    assert all(r.audio.turn_id == 3 for r in got if r.HasField("audio"))
-    assert [r.done.turn_id for r in got if r.HasField("done")] == [3]
+    assert all(r.turn_id == 3 for r in got if isinstance(r, AudioChunk))
+    assert [r.turn_id for r in got if isinstance(r, AudioDone)] == [3]
     assert servicer.streams == 2
 
 
@@ -238,7 +241,7 @@ async def test_a_cancelled_turns_done_names_that_turn(tts_engine: Any) -> None:
     servicer = TtsServicer(tts_engine, TtsSettings())
     port = free_port()
     register = lambda server: tts_pb2_grpc.add_TtsServiceServicer_to_server(servicer, server)  # noqa: E731
-    got: list[tts_pb2.StreamingSynthesizeResponse] = []
+    got: list[Speech] = []
     link = TtsLink(f"127.0.0.1:{port}", Security(), "", 16000, got.append, lambda _: None)
     async with server_on(port, register, TTS_SERVICE), running(link):
         await until(lambda: link.connected)
@@ -246,10 +249,10 @@ async def test_a_cancelled_turns_done_names_that_turn(tts_engine: Any) -> None:
         link.cancel(1)
         link.text("The reply to hear.", 2)
         link.flush(2)
-        await until(lambda: sum(r.HasField("done") for r in got) == 2)
-    dones = [(r.done.turn_id, r.done.cancelled) for r in got if r.HasField("done")]
+        await until(lambda: sum(isinstance(r, AudioDone) for r in got) == 2)
+    dones = [(r.turn_id, r.cancelled) for r in got if isinstance(r, AudioDone)]
     assert dones == [(1, True), (2, False)]
-    spoken = [r.audio.text for r in got if r.HasField("audio") and r.audio.turn_id == 2 and r.audio.text]
+    spoken = [r.text for r in got if isinstance(r, AudioChunk) and r.turn_id == 2 and r.text]
     assert " ".join(spoken) == "The reply to hear."
 
 

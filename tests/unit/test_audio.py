@@ -17,7 +17,7 @@ def test_pcm16_round_trip() -> None:
 
 def test_odd_bytes_are_carried_over() -> None:
     pcm = np.arange(1000, dtype="<i2").tobytes()
-    resampler = Resampler(16000, 16000)
+    resampler = Resampler(16000, 16000, "float32")
     parts = [resampler.feed(pcm[i : i + 333]) for i in range(0, len(pcm), 333)]
     assert np.array_equal(np.concatenate(parts), pcm16_to_float(pcm))
 
@@ -26,7 +26,7 @@ def test_odd_bytes_are_carried_over() -> None:
 def test_streamed_resampling_keeps_duration(rate_hz: int) -> None:
     tone = np.sin(2 * np.pi * 440 * np.arange(rate_hz) / rate_hz) * 0.5
     pcm = float_to_pcm16(tone.astype(np.float32))
-    resampler = Resampler(rate_hz, 16000)
+    resampler = Resampler(rate_hz, 16000, "float32")
     out = np.concatenate(
         [resampler.feed(pcm[i : i + 999]) for i in range(0, len(pcm), 999)] + [resampler.flush()]
     )

@@ -7,7 +7,8 @@ import pytest
 
 from edge_client.config import from_args, parser
 from edge_client.echo import CONVERGING_BARGE_IN_MS, EchoCanceller
-from edge_client.room import RATE_HZ, Room
+from edge_client.room import Room
+from foundation.audio import RATE_HZ
 from harness.speech import english
 
 FRAME = 480  # 30 ms

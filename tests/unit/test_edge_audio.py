@@ -7,15 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from edge_client.audio_io import (
-    FRAME_BYTES,
-    FrameSplitter,
-    JitterBuffer,
-    PcmResampler,
-    Speaker,
-    level_dbfs,
-    tone,
-)
+from edge_client.audio_io import JitterBuffer, Speaker, level_dbfs, tone
+from foundation.audio import FRAME_BYTES, FrameSplitter, Resampler
 
 
 def pcm(values: range | list[int]) -> bytes:
@@ -140,21 +133,22 @@ def test_the_speaker_counts_odd_sized_writes_in_whole_samples() -> None:
 
 
 def test_resampler_passes_equal_rates_through_and_carries_odd_bytes() -> None:
-    resampler = PcmResampler(16000, 16000)
+    resampler = Resampler(16000, 16000)
     audio = pcm(range(1000))
-    assert b"".join(resampler.feed(audio[i : i + 333]) for i in range(0, len(audio), 333)) == audio
+    assert b"".join(resampler.feed_pcm(audio[i : i + 333]) for i in range(0, len(audio), 333)) == audio
 
 
 @pytest.mark.parametrize("rate_hz", [22050, 48000])
 def test_resampler_keeps_duration_and_pitch(rate_hz: int) -> None:
-    resampler = PcmResampler(rate_hz, 16000)
+    resampler = Resampler(rate_hz, 16000)
     audio = tone(rate_hz)
-    out = b"".join(resampler.feed(audio[i : i + 999]) for i in range(0, len(audio), 999)) + resampler.flush()
+    out = b"".join(resampler.feed_pcm(audio[i : i + 999]) for i in range(0, len(audio), 999))
+    out += resampler.flush().tobytes()
     samples = np.frombuffer(out, dtype="<i2").astype(np.float64)
     assert abs(len(samples) - 16000) <= 2
     assert abs(np.argmax(np.abs(np.fft.rfft(samples))) * 16000 / len(samples) - 440) < 2
     # After flush the resampler starts afresh: the same tone comes out the same length again.
-    again = resampler.feed(audio) + resampler.flush()
+    again = resampler.feed_pcm(audio) + resampler.flush().tobytes()
     assert abs(len(again) // 2 - 16000) <= 2
 
 

@@ -12,16 +12,18 @@ import numpy as np
 import pytest
 import soxr
 
-from conversation.core import Turn, _Piece
-from conversation.endpointing import FRAME_MS, Edge, Endpointer
+from conversation.endpointing import Edge, Endpointer
 from conversation.links import SttLink
+from conversation.messages import AudioChunk
+from conversation.player import Reply
 from conversation.settings import DEFAULT_BARGE_IN_MS, DEFAULT_MIN_SPEECH_MS
 from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.files import WavInput, WavOutput
+from foundation.audio import FRAME_MS
 from foundation.channels import Security
 from harness.edge import silence, write_wav
-from tests.noise import burst
 from harness.speech import english
+from tests.noise import burst
 from voice.stt.v1 import stt_pb2
 
 FRAME_BYTES = 960
@@ -70,12 +72,17 @@ def test_speech_resampled_through_24_khz_ends_where_it_did() -> None:
 
 
 def test_heard_text_follows_the_played_samples() -> None:
-    turn = Turn("hi", {})
-    turn.pieces = [_Piece("Sure, I can help.", 0, 1000), _Piece("Here is how it works for you.", 1000, 1200)]
-    assert turn.heard(0) == ""
-    assert turn.heard(1000) == "Sure, I can help."
-    assert turn.heard(1600) == "Sure, I can help. Here is how it"
-    assert turn.heard(5000) == "Sure, I can help. Here is how it works for you."
+    reply = Reply(1)
+    reply.keep(AudioChunk(1, bytes(2000), "Sure, I can help."))
+    reply.keep(AudioChunk(1, bytes(2400), "Here is how it works for you."))
+    for played, heard in (
+        (0, ""),
+        (1000, "Sure, I can help."),
+        (1600, "Sure, I can help. Here is how it"),
+        (5000, "Sure, I can help. Here is how it works for you."),
+    ):
+        reply.played = played
+        assert reply.heard() == heard
 
 
 def test_the_recorded_output_follows_the_input_clock(tmp_path: Path) -> None:

@@ -30,7 +30,10 @@ CASES = [
     # No model (a service without it), and words of the kind people say.
     ("What is the weather in Paris?", None, Verdict.DONE),
     ("He was not an ill-disposed young man.", None, Verdict.UNSURE),
-    ("My number is", None, Verdict.UNSURE),
+    ("My number is", None, Verdict.UNSURE),  # "is" may end a sentence: "that's what it is"
+    ("My number is", 0.03, Verdict.UNFINISHED),  # the model hears that it goes on
+    ("That's what it is.", 0.93, Verdict.DONE),
+    ("Call me at the", None, Verdict.UNFINISHED),
     ("I'd like to order a pizza and", None, Verdict.UNFINISHED),
     ("Well, um", None, Verdict.UNFINISHED),
     ("And Mr. John Dashwood,", 0.95, Verdict.UNFINISHED),  # a comma goes on
@@ -42,6 +45,25 @@ CASES = [
 @pytest.mark.parametrize(("words", "probability", "verdict"), CASES)
 def test_a_pause_is_judged_on_its_words_and_the_models_probability(
     words: str, probability: float | None, verdict: Verdict
+) -> None:
+    assert judge(words, probability) is verdict
+
+
+# Each threshold just below it and at it: below 0.1 the model is sure the turn goes on; from
+# 0.5 a sentence's end in the words ends it; from 0.9 the model alone does.
+THRESHOLDS = [
+    ("He was happy", 0.0999, Verdict.UNFINISHED),
+    ("He was happy", 0.1, Verdict.UNSURE),
+    ("He was happy.", 0.4999, Verdict.UNSURE),
+    ("He was happy.", 0.5, Verdict.DONE),
+    ("He was happy", 0.8999, Verdict.UNSURE),
+    ("He was happy", 0.9, Verdict.DONE),
+]
+
+
+@pytest.mark.parametrize(("words", "probability", "verdict"), THRESHOLDS)
+def test_the_models_thresholds_are_where_they_were_measured(
+    words: str, probability: float, verdict: Verdict
 ) -> None:
     assert judge(words, probability) is verdict
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edge_client.files import WavInput, WavOutput
-from edge_client.room import RATE_HZ, Room, impulse_response
+from edge_client.room import Room, impulse_response
+from foundation.audio import RATE_HZ
 
 
 def noise(seconds: float, dbfs: float = -20.0, seed: int = 3) -> bytes:

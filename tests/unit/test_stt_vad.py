@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from foundation.audio import pcm16_to_float
-from services.stt.vad import WINDOW_SAMPLES, SpeechDetector
 from harness.speech import english
+from services.stt.vad import WINDOW_SAMPLES, SpeechDetector
 
 
 def test_speech_is_found_in_speech_and_not_in_silence_or_noise() -> None:

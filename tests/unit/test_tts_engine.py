@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
+from harness.speech import REPO
 from services.common.errors import ConfigError, InvalidArgument
 from services.tts.config import TtsSettings
 from services.tts.engine import VoiceInfo, create_engine
 from services.tts.session import resolve_options
-from harness.speech import REPO
 
 VOICES = [
     VoiceInfo("alpha", "piper", ("en-US",), 22050),
