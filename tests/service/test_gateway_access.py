@@ -17,14 +17,15 @@ import openai
 import pytest
 import websockets
 from pydantic import SecretStr
+from websockets.http11 import Response
 from websockets.typing import Subprotocol
 
 from edge_client.channels import Security, open_channel
-from services.common.errors import ConfigError
-from services.gateway.server import running_gateway
+from foundation.errors import ConfigError
 from harness.gateway_stack import NOWHERE, gateway_settings
-from tests.secure import TOKEN_A, TOKEN_B, TOKENS, make_certs, stt_server
 from harness.speech import REPO, english
+from services.gateway.server import running_gateway
+from tests.secure import TOKEN_A, TOKEN_B, TOKENS, make_certs, stt_server
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 
@@ -182,9 +183,22 @@ async def test_the_page_and_realtime_go_over_https_and_need_a_token(certs: Path)
             page = await http.get(f"https://127.0.0.1:{ports.http}/")
         assert page.status_code == 200 and "getUserMedia" in page.text
         url = f"wss://127.0.0.1:{ports.http}/v1/realtime"
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(url, ssl=trust)
-        assert refused.value.response.status_code == 403
+
+        async def refusal(protocols: list[Subprotocol] | None, headers: dict[str, str]) -> Response:
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(url, ssl=trust, subprotocols=protocols, additional_headers=headers)
+            return refused.value.response
+
+        missing = await refusal(None, {})
+        assert missing.status_code == 403
+        # A wrong token, in either place a client can put one, is refused as no token is.
+        wrong = "x" * 32
+        for protocols, headers in (
+            ([Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{wrong}")], {}),
+            (None, {"authorization": f"Bearer {wrong}"}),
+        ):
+            refused = await refusal(protocols, headers)
+            assert (refused.status_code, refused.body) == (missing.status_code, missing.body), refused
         browser = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{TOKEN_A}")]
         program = {"authorization": f"Bearer {TOKEN_B}"}
         for protocols, headers in ((browser, {}), (None, program)):

@@ -8,8 +8,8 @@ import pytest
 from pydantic import SecretStr
 
 from foundation.channels import Security, open_channel
-from services.common.auth import Tokens
 from foundation.errors import ConfigError
+from services.common.auth import Tokens
 from services.gateway.access import check_listeners
 from services.gateway.channels import Backends, security
 from services.gateway.config import GatewaySettings
