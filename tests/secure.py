@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.speech import REPO
 from services.common.server import VoiceServer, build_server
 from services.stt.config import SttSettings
 from services.stt.engine import EngineInfo, Transcript
 from services.stt.servicer import SERVICE_NAME, SttServicer
-from harness.speech import REPO
 from voice.stt.v1 import stt_pb2_grpc
 
 TOKEN_A = "a" * 20 + "-first-token"

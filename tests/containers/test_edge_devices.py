@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, virtual_audio
 from harness.edge import loud_windows_ms, silence
 from harness.speech import REPO, english, wer
+from tests.audio_devices import MIC_DEVICE, RATE_HZ, SPEAKER_DEVICE, virtual_audio
 
 
 def test_a_spoken_turn_through_the_microphone_and_speaker(stack: None, tmp_path: Path) -> None:

@@ -16,11 +16,9 @@ import pytest
 import soxr
 
 from conversation.core import Conversation
-from foundation.audio import FRAME_MS
 from conversation.settings import DEFAULT_SILENCE_MS
 from edge_client.config import EdgeSettings
-from foundation.audio import pcm16_to_float
-from tests.containers.conftest import compose
+from foundation.audio import FRAME_MS, pcm16_to_float
 from harness.edge import (
     Session,
     command,
@@ -35,9 +33,10 @@ from harness.edge import (
     voice_agent,
     while_,
 )
-from tests.noise import recorded
 from harness.speech import REPO, Recording, backchannels, english, interruptions, wer
 from harness.turns import cut, sentences, to_pcm, whole
+from tests.containers.conftest import compose
+from tests.noise import recorded
 from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 

@@ -22,9 +22,9 @@ import pytest
 
 from conversation.core import Conversation, State, Turn
 from edge_client.config import EdgeSettings
-from tests.containers.conftest import compose
 from harness.edge import converse, frames_of, played_in_order, silence, speaking_for, while_
 from harness.speech import english, wer
+from tests.containers.conftest import compose
 
 MAX_CLIP_WER = 0.3
 LEAD_S = 2.0  # silence before the first utterance

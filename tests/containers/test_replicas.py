@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from tests.containers.conftest import WAIT_S, compose
 from harness.speech import english
 from harness.stt_client import stream
+from tests.containers.conftest import WAIT_S, compose
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 REPLICAS = ("-f", "docker-compose.yml", "-f", "docker-compose.replicas.yml")

@@ -14,10 +14,10 @@ import grpc
 import pytest
 
 from edge_client.channels import Security, open_channel
-from tests.containers.conftest import WAIT_S, compose
 from harness.edge import silence, voice_agent
-from tests.secure import make_certs
 from harness.speech import REPO, english
+from tests.containers.conftest import WAIT_S, compose
+from tests.secure import make_certs
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc

@@ -12,6 +12,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from pydantic import SecretStr
 
 from edge_client.channels import Security, check, open_channel
+from harness.speech import english
+from harness.stt_client import stream
 from services.common.server import build_server
 from services.llm.config import LlmSettings
 from services.llm.engine import create_engine as create_llm
@@ -20,8 +22,6 @@ from services.tts.config import TtsSettings
 from services.tts.engine import create_engine as create_tts
 from services.tts.servicer import TtsServicer
 from tests.secure import TOKEN_A, TOKEN_B, TOKENS, stt_server
-from harness.speech import english
-from harness.stt_client import stream
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc

@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.llm.config import EMBEDDED_MODEL_NOTICE, LlmSettings
-from services.llm.engines.local import LocalEngine
-from services.llm.servicer import SERVICE_NAME, LlmServicer
 from harness.edge import silence, write_wav
 from harness.servers import running_server
 from harness.speech import REPO
+from services.llm.config import EMBEDDED_MODEL_NOTICE, LlmSettings
+from services.llm.engines.local import LocalEngine
+from services.llm.servicer import SERVICE_NAME, LlmServicer
 from voice.llm.v1 import llm_pb2_grpc
 
 

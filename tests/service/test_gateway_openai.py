@@ -10,10 +10,10 @@ import httpx2
 import openai
 import pytest
 
-from services.gateway.server import running_gateway
-from services.tts.audio import to_wav
 from harness.gateway_stack import NOWHERE, Stack, gateway_settings
 from harness.speech import corpus_wer, english, wer
+from services.gateway.server import running_gateway
+from services.tts.audio import to_wav
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 

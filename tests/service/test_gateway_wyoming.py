@@ -15,11 +15,11 @@ from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from services.gateway.server import running_gateway
 from harness.gateway_stack import NOWHERE, Stack, gateway_settings, gateway_stack
 from harness.speech import corpus_wer, english, wer
 from harness.stt_client import stream
 from harness.wyoming_client import READ_TIMEOUT_S, WyomingError, read, read_audio, synthesize, transcribe
+from services.gateway.server import running_gateway
 from voice.stt.v1 import stt_pb2
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."

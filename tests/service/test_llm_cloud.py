@@ -22,12 +22,12 @@ from typing import Any
 import grpc
 import pytest
 
+from harness.servers import serving
 from services.llm.config import LlmSettings
 from services.llm.engine import create_engine
 from services.llm.engines.local import embedded_model_path
 from services.llm.servicer import SERVICE_NAME, LlmServicer
 from tests.llm_client import turn
-from harness.servers import serving
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 pytestmark = pytest.mark.service

@@ -16,14 +16,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.servers import serving
+from harness.speech import REPO
 from services.llm.config import EMBEDDED_MODEL_NOTICE, LlmSettings
 from services.llm.engine import Completion, Engine, Message, OnDelta, Options, Session
 from services.llm.engines.local import LocalEngine, embedded_model_path
 from services.llm.servicer import SERVICE_NAME, LlmServicer
 from tests.llm_client import read_turn, turn, user
-from harness.servers import serving
 from tests.service.test_edge_links import free_port
-from harness.speech import REPO
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 pytestmark = pytest.mark.service

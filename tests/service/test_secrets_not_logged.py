@@ -23,8 +23,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.secure import TOKEN_A
 from harness.speech import REPO
+from tests.secure import TOKEN_A
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 API_KEY = "csk-" + "k3y" * 12

@@ -21,12 +21,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from harness.speech import REPO, english
+from harness.stt_client import requests_for, stream
 from services.common.server import build_server
 from services.stt.config import SttSettings
 from services.stt.engine import EngineInfo, Transcript
 from services.stt.servicer import SERVICE_NAME, SttServicer
-from harness.speech import REPO, english
-from harness.stt_client import requests_for, stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CONFIG = stt_pb2.RecognitionConfig(sample_rate_hz=16000)

@@ -10,10 +10,10 @@ import time
 import grpc
 import numpy as np
 
-from services.stt.config import SttSettings
 from harness.servers import stt_stub
 from harness.speech import corpus_wer, english, normalize
 from harness.stt_load import StreamEnd, many_streams
+from services.stt.config import SttSettings
 
 MAX_WER = 0.15
 # The service's default stream limit, all taken at once.

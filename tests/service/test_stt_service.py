@@ -13,13 +13,13 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 
 from foundation.audio import pcm16_to_float
+from harness.servers import stt_stub
+from harness.speech import backchannels, corpus_wer, english, normalize, wer
+from harness.stt_client import requests_for, silence, stream
 from services.stt.config import SttSettings
 from services.stt.engines.faster_whisper import FasterWhisperEngine
 from services.stt.models import tiny_en_path
 from tests.noise import recorded
-from harness.servers import stt_stub
-from harness.speech import backchannels, corpus_wer, english, normalize, wer
-from harness.stt_client import requests_for, silence, stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CONFIG = stt_pb2.RecognitionConfig(sample_rate_hz=16000)

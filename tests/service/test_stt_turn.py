@@ -8,11 +8,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.stt.config import SttSettings
 from harness.servers import stt_stub
 from harness.speech import english, wer
 from harness.stt_client import silence, stream
 from harness.turns import cut, sentences, to_pcm, whole
+from services.stt.config import SttSettings
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 TURNS = stt_pb2.RecognitionConfig(sample_rate_hz=16000, enable_turn_detection=True)

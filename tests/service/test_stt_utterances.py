@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from foundation.audio import pcm16_to_float
+from harness.servers import serving, stt_stub
+from harness.speech import Recording, corpus_wer, english, wer
+from harness.stt_client import requests_for, silence, stream
 from services.stt.config import SttSettings
 from services.stt.engine import SttEngine, Transcript, create_engine
 from services.stt.servicer import SERVICE_NAME, SttServicer
 from services.stt.vad import SpeechDetector
-from harness.servers import serving, stt_stub
-from harness.speech import Recording, corpus_wer, english, wer
-from harness.stt_client import requests_for, silence, stream
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CONFIG = stt_pb2.RecognitionConfig(sample_rate_hz=16000)

