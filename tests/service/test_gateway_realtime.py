@@ -244,6 +244,20 @@ async def test_malformed_and_unsupported_events_get_errors_in_the_apis_shape(sta
         assert json.loads(await ws.recv())["type"] == "conversation.item.added"
 
 
+async def test_a_refused_setting_is_named_as_the_client_sent_it(stack: Stack) -> None:
+    url = f"ws://127.0.0.1:{stack.ports.http}/v1/realtime?model=voice-agent"
+    async with websockets.connect(url) as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        # Longer than the silence that ends a plainly unfinished turn.
+        detection = {"type": "semantic_vad", "silence_duration_ms": 5000}
+        session = {"audio": {"input": {"turn_detection": detection}}}
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
+        error = json.loads(await ws.recv())["error"]
+    field = "session.audio.input.turn_detection.silence_duration_ms"
+    assert error["code"] == "invalid_value" and error["param"] == field, error
+    assert f"must be at least {field} (5000)" in error["message"] and "--" not in error["message"], error
+
+
 async def test_beta_clients_get_the_beta_event_names(stack: Stack) -> None:
     url = f"ws://127.0.0.1:{stack.ports.http}/v1/realtime?model=voice-agent"
     async with websockets.connect(url, additional_headers={"OpenAI-Beta": "realtime=v1"}) as ws:
