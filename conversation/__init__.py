@@ -7,7 +7,8 @@ only moves audio and events in and out: it feeds 16 kHz mono 16-bit frames of 30
 the conversation writes to its ``Output``, and shows the events it is told of.
 """
 
-from conversation.core import Conversation, Events, State
+from conversation.agent import Events, State
+from conversation.core import Conversation
 from conversation.player import Output
 from conversation.settings import ConversationSettings
 from conversation.turn import Turn

@@ -7,9 +7,9 @@
     paused --quiet, no words (a cough, a door)--> the reply goes on where it stopped
     paused --only a backchannel ("mm-hmm", "yeah")--> the reply goes on; it is no turn
 
-Every turn has an id that goes with its text to the chat service and with its
-text to speech synthesis, and comes back on every delta, audio chunk and done:
-what arrives for a turn that is over is dropped by id, never by timing.
+It wires the parts: the endpointer and the STT link hear the user, a turn detector
+(``detectors``) decides when the user's turn is over, and the agent (``agent``) thinks and
+speaks one turn at a time through the reply player.
 
 The user's audio is never paused: its frames go to the STT stream the whole time.
 
@@ -23,70 +23,29 @@ model's context too) and the next transcript is joined to this one.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from enum import Enum
 from typing import IO
 
+from conversation.agent import Agent, Events, State
 from conversation.backchannel import Backchannels, words
 from conversation.detectors import Decision, detector_for
 from conversation.endpointing import Edge, Endpointer
-from conversation.links import LlmLink, SttLink, TtsLink
-from conversation.messages import AudioChunk, Final, ReplyDelta, ReplyEnd, Speech, SpeechEvent
-from conversation.player import Output, ReplyPlayer
+from conversation.links import SttLink
+from conversation.messages import Final, SpeechEvent
+from conversation.player import Output
 from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings, pause_ms
 from conversation.turn import Turn
+from conversation.utterances import Utterance, Utterances
 from foundation.audio import FRAME_MS
 
 log = logging.getLogger(__name__)
 
-# Longest wait for a final after the user stopped speaking, while the STT service is up.
-_FINAL_WAIT_MS = 8000
 # An end-of-turn decision counts only while the user is still quiet (not speaking again).
 _QUIET_FOR_DECISION_MS = 90
 # The STT service's and our voice detectors place the end of speech this far apart, at most.
 _SAME_PAUSE_MS = 180
-# A final with words comes this soon after its end of utterance (the decode started in the silence).
-_FINAL_AFTER_EOU_MS = 1000
-
-
-class State(Enum):
-    LISTENING = "listening"
-    HEARING = "hearing you"
-    THINKING = "thinking"
-    SPEAKING = "speaking"
-
-
-class Events:
-    """What a front end is told, beyond ``show``; each does nothing here."""
-
-    def speech_started(self, at_ms: float) -> None: ...
-    def speech_stopped(self, at_ms: float) -> None: ...
-    def reply_started(self, turn: Turn) -> None:
-        """The user's turn is over and the reply to it begins (a held reply: when released)."""
-
-    def reply_text(self, turn: Turn, text: str) -> None: ...
-    def reply_done(self, turn: Turn) -> None:
-        """Played, cut short (``interrupted``) or failed (``error``)."""
-
-    def reported(self, line: dict[str, object]) -> None:
-        """The turn's report line (also written to the report file); the turn is dropped after."""
-
-
-@dataclass
-class _Utterance:
-    start: float  # ms: where speech began, or resumed after a pause
-    end: float
-    turn_start: float  # ms: where the user's turn began
-    ended: bool = False  # the silence lasted to the end of the turn
-    ended_at: float = 0.0  # ms: when the turn was judged over
-    sent_at: float = 0.0  # ms: when its end of utterance went to the STT service
-    continued: bool = False  # the user went on after its pause
-    over_reply: bool = False  # it began while the agent was thinking or speaking
 
 
 class Conversation:
@@ -100,10 +59,7 @@ class Conversation:
     ) -> None:
         self.settings = settings
         self._events = events or Events()
-        self.speaker = speaker
-        self.player = ReplyPlayer(speaker)
         self._show = show  # (kind, text): kind is "you", "ai", "state", "latency" or "note"
-        self._report = report
         self.state = State.LISTENING
         self._detector = detector_for(settings, self.now_ms)
         self._endpointer = Endpointer(
@@ -125,24 +81,11 @@ class Conversation:
         self._passed = -1.0  # the turn start of the speech last let pass as a backchannel at its pause
         self._prepared_for = -1.0  # the turn start of the speech a held reply was prepared for at a pause
         self._stt_heard_at = -1.0  # ms: when the STT service last judged a pause (it heard speech)
-        self.llm = LlmLink(
-            settings.llm, settings.security, settings.system_prompt, settings.max_tokens, self._note
-        )
-        self.tts = TtsLink(
-            settings.tts,
-            settings.security,
-            settings.voice,
-            speaker.sample_rate_hz,
-            self._on_speech,
-            self._note,
-        )
-        self._utterances: list[_Utterance] = []  # awaiting their finals
-        self._last: _Utterance | None = None  # the latest utterance
+        self.agent = Agent(settings, speaker, self.now_ms, self._set_state, show, report, self._events)
+        self.agent.user_speaking = lambda: self._endpointer.speaking
+        self._utterances = Utterances()  # awaiting their finals
         self._carry = ""  # transcript of a pause the user spoke on after
-        self._turn: Turn | None = None
         self._withdrawn: list[dict[str, object]] = []  # held replies withdrawn since the last turn
-        self._turn_task: asyncio.Task[None] | None = None
-        self._turn_ids = itertools.count(1)
         self._frames = 0
         self._turn_over_frame = 0  # the frame at which the user's turn was last judged over
         self._skipped_pause = False  # the last pause came while a reply was playing: not acted on
@@ -161,9 +104,13 @@ class Conversation:
         return max(0.0, (self._frames - 1) * FRAME_MS + since) if self._frames else 0.0
 
     @property
+    def _turn(self) -> Turn | None:
+        return self.agent.turn
+
+    @property
     def current(self) -> Turn | None:
         """The agent's turn in progress."""
-        return self._turn
+        return self.agent.turn
 
     @property
     def agent_busy(self) -> bool:
@@ -184,7 +131,8 @@ class Conversation:
 
     # -- the user's side -------------------------------------------------------------------
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(link.run()) for link in (self.stt, self.llm, self.tts)]
+        links = (self.stt, self.agent.llm, self.agent.tts)
+        self._tasks = [asyncio.create_task(link.run()) for link in links]
         for task in self._tasks:
             task.add_done_callback(self._on_task_done)
 
@@ -212,16 +160,12 @@ class Conversation:
             listened_ms = (self._frames - self._turn_over_frame) * FRAME_MS
             barge_in_ms = self.barge_in_ms(self.settings.barge_in_ms)
             if not turn.paused and self._endpointer.barges_in(barge_in_ms, listened_ms):
-                self._pause(turn)
+                self.agent.pause(turn)
             elif turn.paused and self._no_words_came(turn):
-                self._resume(turn)  # a cough, a door, a chair
+                self.agent.resume(turn)  # a cough, a door, a chair
         # An end of utterance the connected service left unanswered held no speech.
-        while (
-            self._utterances
-            and self.stt.connected
-            and self.now_ms() - self._utterances[0].end > _FINAL_WAIT_MS
-        ):
-            self._utterances.pop(0)
+        if self.stt.connected:
+            self._utterances.expire(self.now_ms())
         if not self._utterances and not self._endpointer.speaking:
             # Nothing awaits a final: older audio can go, and the stream can be replaced before
             # it reaches the service's longest.
@@ -258,34 +202,35 @@ class Conversation:
             self._speech_start = at_ms
             self._new_pause()
             whole_turn = self._detector.whole_turn
-            if self._last is not None and not whole_turn:
-                self._last.continued = True
+            if self._utterances.last is not None and not whole_turn:
+                self._utterances.last.continued = True
             if self._turn is not None and self._turn.tentative:
                 # A whole turn: the STT utterance goes on, and its final will hold all of it.
                 self._retract(self._turn, carry=not whole_turn)
             return
         if edge is Edge.PAUSE and self._detector.whole_turn:
             return  # judged when the words decoded at the pause come (``_on_interim``)
-        if edge is Edge.PAUSE or self._last is None or self._last.ended or self._last.continued:
+        last = self._utterances.last
+        if edge is Edge.PAUSE or last is None or last.ended or last.continued:
             # The utterance is finalised now; a reply may start, held until the end is sure.
-            self._last = _Utterance(
+            last = Utterance(
                 self._speech_start,
                 at_ms + FRAME_MS,
                 self._turn_start,
                 sent_at=self.now_ms(),
                 over_reply=self._over_reply,
             )
-            self._utterances.append(self._last)
+            self._utterances.add(last)
             self.stt.end_utterance()
             if edge is Edge.PAUSE:
                 return
         self._skipped_pause = False
-        self._last.ended = True  # END: the silence lasted, or the end-of-turn model said so
-        self._last.ended_at = self.now_ms()
+        last.ended = True  # END: the silence lasted, or the end-of-turn model said so
+        last.ended_at = self.now_ms()
         self._turn_over_frame = self._frames  # the user's voice before this is no barge-in
-        self._events.speech_stopped(self._last.end)
+        self._events.speech_stopped(last.end)
         if self._turn is not None and self._turn.tentative:
-            self._release(self._turn)
+            self.agent.release(self._turn, self._detector.take_judged())
         elif self._turn is None:
             self._set_state(State.LISTENING)
 
@@ -293,8 +238,8 @@ class Conversation:
         """The sound that paused the reply has proved to be no words."""
         if self._endpointer.quiet_ms() < self.settings.resume_ms:
             return False
-        if any(self.now_ms() - u.sent_at < _FINAL_AFTER_EOU_MS for u in self._utterances):
-            return False  # its final may still come
+        if self._utterances.final_may_come(self.now_ms()):
+            return False
         # The STT service took it for speech: wait for the end of that turn and its final.
         return not (self._stt_heard_at >= turn.paused_at and self._endpointer.speaking)
 
@@ -356,9 +301,8 @@ class Conversation:
 
     def _on_final(self, final: Final) -> None:
         # The utterance this final belongs to: the last one that began before its words ended.
-        utterance = _Utterance(self._speech_start, final.end_ms, self._turn_start, True, self.now_ms())
-        while self._utterances and self._utterances[0].start <= final.end_ms:
-            utterance = self._utterances.pop(0)
+        otherwise = Utterance(self._speech_start, final.end_ms, self._turn_start, True, self.now_ms())
+        utterance = self._utterances.of(final.end_ms, otherwise)
         text = final.text.strip()
         if utterance.turn_start == self._prepared_for:
             self._prepared_for = -1.0
@@ -392,149 +336,20 @@ class Conversation:
             self._retract(self._turn)  # a held reply to what is now only the start of this
             text, self._carry = f"{self._carry} {text}".strip(), ""
         elif self._turn is not None and not self._turn.interrupted:
-            self._barge_in()  # the user said more before the reply was done: answer that instead
-        turn = Turn(text, t_ms, id=next(self._turn_ids), tentative=tentative)
-        turn.withdrawn, self._withdrawn = self._withdrawn, []
-        # A held turn takes them again when released.
-        turn.judged = list(self._detector.judged) if tentative else self._detector.take_judged()
-        previous = self._turn_task
-        if tentative:
-            turn.t_ms["held"] = self.now_ms()
-        self._turn = turn
-        self.player.start(turn.id)
-        if not tentative:
-            turn.confirmed.set()
-            self._events.reply_started(turn)
-        self._turn_task = asyncio.create_task(self._run_turn(turn, previous))
-
-    # -- the reply side --------------------------------------------------------------------
-    async def _run_turn(self, turn: Turn, previous: asyncio.Task[None] | None) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])  # it ends first (its failure was its own, and reported)
-        self._set_state(State.THINKING)
-        try:
-            async for event in self.llm.turn(turn.user_text, turn.id):
-                if isinstance(event, ReplyDelta) and not turn.interrupted:
-                    turn.t_ms.setdefault("first_token", self.now_ms())
-                    turn.agent_text += event.text
-                    self._events.reply_text(turn, event.text)
-                    self.tts.text(event.text, turn.id)
-                elif isinstance(event, ReplyEnd) and event.error:
-                    turn.error = f"the chat service failed: {event.error}"
-            if not turn.interrupted:
-                self.tts.flush(turn.id)
-                await turn.synthesized.wait()
-                await turn.confirmed.wait()
-                self.speaker.flush_pending()
-                while not turn.interrupted and (turn.paused or not self.player.drained):
-                    await asyncio.sleep(FRAME_MS / 1000 / 3)
-            if turn.retracted:
-                self.llm.retract(turn.id)
-            elif turn.interrupted:
-                # Cut while generating or while playing: the model's context keeps what was heard.
-                self.llm.truncate(turn.heard_text, turn.id)
-        except Exception as exc:  # reported as this turn's failure; the conversation goes on
-            log.exception("turn %d failed", turn.id)
-            turn.error = f"the reply failed: {exc!r}"
-        finally:
-            self._finish(turn)
-
-    def _finish(self, turn: Turn) -> None:
-        self.player.end(turn.id)
-        if self._turn is turn:
-            self._turn = None
-            self._set_state(State.HEARING if self._endpointer.speaking else State.LISTENING)
-        if turn.retracted:
-            return
-        line = turn.report()
-        said = str(line["agent_text"])
-        if turn.interrupted:
-            said += " [interrupted]"
-        if turn.error:
-            said += f" [{turn.error}]"
-        self._show("ai", said.strip())
-        t = turn.t_ms
-        if "first_audio" in t and "speech_end" in t:
-            self._show(
-                "latency",
-                f"end of speech -> transcript {t['transcript_final'] - t['speech_end']:.0f} ms"
-                f" -> first token {t.get('first_token', 0) - t['speech_end']:.0f} ms"
-                f" -> first audio {t['first_audio'] - t['speech_end']:.0f} ms",
-            )
-        self._events.reply_done(turn)
-        self._events.reported(line)
-        if self._report is not None:
-            self._report.write(json.dumps(line) + "\n")
-            self._report.flush()
-
-    def _on_speech(self, speech: Speech) -> None:
-        """Synthesized audio of the turn in progress; anything else belongs to a turn that is over."""
-        turn = self._turn
-        if turn is None or speech.turn_id != turn.id:
-            return
-        if isinstance(speech, AudioChunk):
-            if not turn.interrupted:
-                self._played(turn, self.player.add(speech, turn.audible), bool(speech.pcm))
-        elif not speech.cancelled:
-            turn.synthesized.set()
-
-    def _played(self, turn: Turn, ahead_ms: float | None, sound: bool = True) -> None:
-        """Audio of ``turn`` was written; ``ahead_ms`` is set when it was its first."""
-        if ahead_ms is not None:
-            turn.t_ms["first_audio"] = self.now_ms() + ahead_ms  # it plays after what is queued
-        if sound and turn.audible:
-            self._set_state(State.SPEAKING)
-
-    def _play_rest(self, turn: Turn) -> None:
-        """Play the reply from where it stopped (or from its start), and the rest as it comes."""
-        if self.player.has_rest:
-            self._played(turn, self.player.play_rest())
-            if turn.synthesized.is_set():
-                self.speaker.flush_pending()  # all of the reply is written: let its last samples out
-        else:
-            self._set_state(State.THINKING)
-
-    def _release(self, turn: Turn) -> None:
-        """The user's turn did end: play what was held, and the rest as it comes."""
-        turn.tentative = False
-        turn.judged = self._detector.take_judged()
-        turn.t_ms["end_of_turn"] = turn.t_ms["released"] = self.now_ms()
-        self._events.reply_started(turn)
-        if turn.audible:
-            self._play_rest(turn)
-        turn.confirmed.set()
+            self.agent.barge_in()  # the user said more before the reply was done: answer that instead
+        # A held turn takes the judged pauses again when released.
+        judged = list(self._detector.judged) if tentative else self._detector.take_judged()
+        withdrawn, self._withdrawn = self._withdrawn, []
+        self.agent.start(text, t_ms, tentative, withdrawn, judged)
 
     def _retract(self, turn: Turn, carry: bool = True) -> None:
         """The user went on speaking: drop the held reply; the next transcript joins this one
         (``carry``), or holds the whole turn anyway (the STT utterance was not ended)."""
-        turn.t_ms["withdrawn"] = self.now_ms()
-        self._withdrawn += [*turn.withdrawn, turn.withdrawal()]
-        turn.retracted = turn.interrupted = True
+        self._withdrawn += self.agent.withdraw(turn)
         if carry:
             self._carry = f"{turn.user_text} {self._carry}".strip()
         else:
             self._prepared_for = -1.0
-        self.llm.cancel(turn.id)
-        self.tts.cancel(turn.id)
-        turn.synthesized.set()
-        turn.confirmed.set()
-        self._turn = None
-        self._set_state(State.HEARING)
-
-    def _pause(self, turn: Turn) -> None:
-        """Sound from the user over the reply: stop playing until it proves to be words, or not."""
-        self.player.stop(turn.audible)
-        turn.paused, turn.paused_at = True, self.now_ms()
-        turn.t_ms["paused"] = turn.paused_at
-        turn.t_ms.setdefault("barge_in", turn.paused_at)
-        self._set_state(State.HEARING)
-
-    def _resume(self, turn: Turn) -> None:
-        """It was not words: the reply goes on from where it stopped."""
-        turn.paused = False
-        turn.t_ms.pop("barge_in", None)
-        turn.t_ms["resumed"] = self.now_ms()
-        self._play_rest(turn)
 
     def _let_pass(self, text: str) -> None:
         """Only a backchannel over the reply: it goes on (from where it paused), and it is no turn."""
@@ -546,7 +361,7 @@ class Conversation:
         turn.t_ms["backchannel"] = self.now_ms()
         self._turn_over_frame = self._frames  # its voice is no barge-in
         if turn.paused:
-            self._resume(turn)
+            self.agent.resume(turn)
 
     def end_turn(self) -> bool:
         """The user says their turn is over (a button, a commit): end the speech heard so far now.
@@ -562,28 +377,15 @@ class Conversation:
         turn = self._turn
         if turn is None or turn.tentative or turn.interrupted:
             return False
-        self._barge_in()
+        self.agent.barge_in()
         return True
-
-    def _barge_in(self) -> None:
-        """The user said something: the reply ends where it was stopped, and what was heard stays."""
-        turn = self._turn
-        assert turn is not None
-        if not turn.paused:
-            self._pause(turn)
-        turn.interrupted = True
-        turn.heard_text = self.player.heard()
-        self.llm.cancel(turn.id)
-        self.tts.cancel(turn.id)
-        turn.synthesized.set()
 
     # -- the end ---------------------------------------------------------------------------
     async def close(self) -> None:
-        if self._turn_task is not None and not self._turn_task.done():
-            self._turn_task.cancel()
+        self.agent.cancel_task()
         self.stt.close()
-        self.llm.close()
-        self.tts.close()
+        self.agent.llm.close()
+        self.agent.tts.close()
         _, pending = await asyncio.wait(self._tasks, timeout=5)
         for task in pending:
             task.cancel()

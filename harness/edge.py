@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conversation.core import Conversation, State
+from conversation import Conversation, State
 from edge_client.config import EdgeSettings
 from edge_client.files import WavOutput
 from foundation.audio import FRAME_MS
