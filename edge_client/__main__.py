@@ -20,7 +20,7 @@ from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.echo import EchoCanceller
 from edge_client.files import WavInput, WavOutput
 from edge_client.room import Room
-from foundation.audio import FRAME_MS
+from foundation.audio import FRAME_BYTES, FRAME_MS
 from foundation.health import check_reachable
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
@@ -134,7 +134,7 @@ async def run(settings: EdgeSettings) -> int:
         )
         try:
             if settings.text:
-                clock = asyncio.create_task(conversation.listen(_typed_clock(output)))
+                clock = asyncio.create_task(conversation.listen(_typed_clock(output, settings.fast)))
                 await _typed_turns(conversation)
                 clock.cancel()
             elif settings.input_file is not None:
@@ -158,13 +158,15 @@ async def _llm_notice(address: str, security: channels.Security) -> str:
     return str(info.notice)
 
 
-async def _typed_clock(output: Output) -> AsyncIterator[bytes]:
-    """The clock of a typed conversation: silent frames in real time."""
+async def _typed_clock(output: Output, fast: bool) -> AsyncIterator[bytes]:
+    """The clock of a typed conversation: silent frames in real time; with ``fast`` and a WAV
+    output, a reply is recorded as fast as it comes (the clock waits only while nothing plays)."""
     while True:
         if isinstance(output, WavOutput):
             output.advance(FRAME_MS / 1000)
-        yield bytes(FRAME_MS * 32)
-        await asyncio.sleep(FRAME_MS / 1000)
+        yield bytes(FRAME_BYTES)
+        racing = fast and isinstance(output, WavOutput) and output.is_playing
+        await asyncio.sleep(0 if racing else FRAME_MS / 1000)
 
 
 class _Tally(Events):

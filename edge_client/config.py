@@ -71,7 +71,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, help="a WAV file to use as the microphone")
     p.add_argument("--output", type=Path, help="record what the speaker plays into a WAV file")
     p.add_argument("--report", type=Path, help="write one JSON line per turn")
-    p.add_argument("--fast", action="store_true", help="with --input: do not pace the file in real time")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="with --input: do not pace the file in real time; with --text and --output: record "
+        "each reply as fast as it comes",
+    )
     p.add_argument("--text", action="store_true", help="type instead of speaking")
     p.add_argument(
         "--tls",

@@ -14,9 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from foundation.errors import ConfigError
 from services.common.auth import Tokens, Verdict
 from services.common.config import ServerSettings
-from services.common.errors import ConfigError, drain
+from services.common.errors import drain
 from services.common.limits import Activity, ClientLimits, StreamIdle, until_idle
 from services.common.logs import redact
 from services.common.metrics import ACTIVE_STREAMS, REFUSED, REJECTED, RPCS, serve_metrics

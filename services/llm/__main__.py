@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 
-from services.common.errors import ConfigError
+from foundation.errors import ConfigError
 from services.common.logs import configure_logging
 from services.common.server import serve
 from services.llm.config import LlmSettings

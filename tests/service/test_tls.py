@@ -15,9 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from edge_client.channels import Security, check, open_channel, problem
+from foundation.errors import ConfigError
 from harness.edge import silence, write_wav
 from harness.speech import REPO
-from services.common.errors import ConfigError
 from services.common.tls import server_credentials
 from services.gateway.channels import Backends
 from services.gateway.config import GatewaySettings
