@@ -223,6 +223,18 @@ class Agent:
         turn.t_ms["resumed"] = self._now()
         self._play_rest(turn)
 
+    def let_pass(self, text: str) -> bool:
+        """Only a backchannel over the reply: it goes on (from where it paused), and it is no turn.
+        False when the reply it was said over is done."""
+        turn = self.turn
+        if turn is None or turn.tentative or turn.interrupted:
+            return False
+        turn.backchannels.append(text)
+        turn.t_ms["backchannel"] = self._now()
+        if turn.paused:
+            self.resume(turn)
+        return True
+
     def barge_in(self) -> None:
         """The user said something: the reply ends where it was stopped, and what was heard stays."""
         turn = self.turn

@@ -7,40 +7,30 @@
     paused --quiet, no words (a cough, a door)--> the reply goes on where it stopped
     paused --only a backchannel ("mm-hmm", "yeah")--> the reply goes on; it is no turn
 
-It wires the parts: the endpointer and the STT link hear the user, a turn detector
-(``detectors``) decides when the user's turn is over, and the agent (``agent``) thinks and
-speaks one turn at a time through the reply player.
-
-The user's audio is never paused: its frames go to the STT stream the whole time.
-
-A reply may start before the end of the user's turn is certain: at the first short
-pause (``pause_ms``) the utterance is finalised and the reply is generated and
-synthesized, but held. If the silence lasts to the end of the turn, the held audio
-plays at once; if the user goes on speaking, the reply is withdrawn (from the
-model's context too) and the next transcript is joined to this one.
+It wires the parts: the endpointer and the STT link hear the user (whose audio is never
+paused), a turn detector (``detectors``) decides when the user's turn is over, and the agent
+(``agent``) thinks and speaks one turn at a time. A reply may be prepared at a short pause
+(``pause_ms``) and held: played if the silence lasts to the end of the turn, withdrawn (from
+the model's context too) if the user goes on, the next transcript joined to this one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import IO
 
 from conversation.agent import Agent, Events, State
 from conversation.backchannel import Backchannels, words
+from conversation.clock import AudioClock
 from conversation.detectors import Decision, detector_for
 from conversation.endpointing import Edge, Endpointer
-from conversation.links import SttLink
+from conversation.links import Links, SttLink
 from conversation.messages import Final, SpeechEvent
 from conversation.player import Output
 from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings, pause_ms
 from conversation.turn import Turn
 from conversation.utterances import Utterance, Utterances
 from foundation.audio import FRAME_MS
-
-log = logging.getLogger(__name__)
 
 # An end-of-turn decision counts only while the user is still quiet (not speaking again).
 _QUIET_FOR_DECISION_MS = 90
@@ -61,6 +51,8 @@ class Conversation:
         self._events = events or Events()
         self._show = show  # (kind, text): kind is "you", "ai", "state", "latency" or "note"
         self.state = State.LISTENING
+        self._clock = AudioClock()
+        self.now_ms = self._clock.now_ms
         self._detector = detector_for(settings, self.now_ms)
         self._endpointer = Endpointer(
             settings.vad_aggressiveness,
@@ -86,26 +78,14 @@ class Conversation:
         self._utterances = Utterances()  # awaiting their finals
         self._carry = ""  # transcript of a pause the user spoke on after
         self._withdrawn: list[dict[str, object]] = []  # held replies withdrawn since the last turn
-        self._frames = 0
-        self._turn_over_frame = 0  # the frame at which the user's turn was last judged over
+        self.current_over_frame = 0  # the frame at which the user's turn was last judged over
         self._skipped_pause = False  # the last pause came while a reply was playing: not acted on
         self._speech_start = 0.0
-        self._turn_start = 0.0
+        self.current_start = 0.0
         self._over_reply = False  # the speech began while the agent was thinking or speaking
-        self._last_frame_at = time.monotonic()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._links = Links(self._note, self.stt, self.agent.llm, self.agent.tts)
         # An echo canceller asks for longer speech while it converges.
         self.barge_in_ms: Callable[[int], int] = lambda ms: ms
-
-    # -- clock -----------------------------------------------------------------------------
-    def now_ms(self) -> float:
-        """ms since the first microphone sample: the audio clock, plus the time since its last frame."""
-        since = min((time.monotonic() - self._last_frame_at) * 1000, FRAME_MS)
-        return max(0.0, (self._frames - 1) * FRAME_MS + since) if self._frames else 0.0
-
-    @property
-    def _turn(self) -> Turn | None:
-        return self.agent.turn
 
     @property
     def current(self) -> Turn | None:
@@ -115,7 +95,7 @@ class Conversation:
     @property
     def agent_busy(self) -> bool:
         """An utterance awaits its transcript, or a reply is being thought of or spoken."""
-        return self._turn is not None or bool(self._utterances)
+        return self.current is not None or bool(self._utterances)
 
     @property
     def busy(self) -> bool:
@@ -129,25 +109,15 @@ class Conversation:
     def _note(self, text: str) -> None:
         self._show("note", text)
 
-    # -- the user's side -------------------------------------------------------------------
     def start(self) -> None:
-        links = (self.stt, self.agent.llm, self.agent.tts)
-        self._tasks = [asyncio.create_task(link.run()) for link in links]
-        for task in self._tasks:
-            task.add_done_callback(self._on_task_done)
-
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("a link stopped", exc_info=exc)
-            self._note(f"a link to the services stopped ({exc!r}); restart voice-agent")
+        self._links.start()
 
     async def listen(self, frames: AsyncIterator[bytes]) -> None:
         async for frame in frames:
             self.feed(frame)
 
     def feed(self, frame: bytes) -> None:
-        self._frames += 1
-        self._last_frame_at = time.monotonic()
+        self._clock.tick()
         if self._detector.uses_model and self.stt.turn_detection is False:
             self._without_model()
         muted = self.settings.duplex == "half" and self.state == State.SPEAKING
@@ -155,9 +125,9 @@ class Conversation:
         boundary = self._endpointer.push(bytes(len(frame)) if muted else frame)
         if boundary is not None:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
-        turn = self._turn
+        turn = self.current
         if turn is not None and self.settings.duplex == "full" and not (turn.tentative or turn.interrupted):
-            listened_ms = (self._frames - self._turn_over_frame) * FRAME_MS
+            listened_ms = (self._clock.frames - self.current_over_frame) * FRAME_MS
             barge_in_ms = self.barge_in_ms(self.settings.barge_in_ms)
             if not turn.paused and self._endpointer.barges_in(barge_in_ms, listened_ms):
                 self.agent.pause(turn)
@@ -183,14 +153,14 @@ class Conversation:
 
     def _on_boundary(self, edge: Edge, at_ms: float) -> None:
         if edge is Edge.START:
-            self._speech_start = self._turn_start = at_ms
-            self._over_reply = self._turn is not None and not self._turn.tentative
+            self._speech_start = self.current_start = at_ms
+            self._over_reply = self.current is not None and not self.current.tentative
             self._new_pause()
-            if self._turn is None:
+            if self.current is None:
                 self._set_state(State.HEARING)
             self._events.speech_started(at_ms)
             return
-        if edge is Edge.PAUSE and self._turn is not None and not self._turn.tentative:
+        if edge is Edge.PAUSE and self.current is not None and not self.current.tentative:
             # Speech over a reply: no reply is held for it, and it is transcribed whole at its
             # end (its first words may be half cut with the echo; Whisper needs what follows).
             self._skipped_pause = True
@@ -204,9 +174,9 @@ class Conversation:
             whole_turn = self._detector.whole_turn
             if self._utterances.last is not None and not whole_turn:
                 self._utterances.last.continued = True
-            if self._turn is not None and self._turn.tentative:
+            if self.current is not None and self.current.tentative:
                 # A whole turn: the STT utterance goes on, and its final will hold all of it.
-                self._retract(self._turn, carry=not whole_turn)
+                self._retract(self.current, carry=not whole_turn)
             return
         if edge is Edge.PAUSE and self._detector.whole_turn:
             return  # judged when the words decoded at the pause come (``_on_interim``)
@@ -216,7 +186,7 @@ class Conversation:
             last = Utterance(
                 self._speech_start,
                 at_ms + FRAME_MS,
-                self._turn_start,
+                self.current_start,
                 sent_at=self.now_ms(),
                 over_reply=self._over_reply,
             )
@@ -227,11 +197,11 @@ class Conversation:
         self._skipped_pause = False
         last.ended = True  # END: the silence lasted, or the end-of-turn model said so
         last.ended_at = self.now_ms()
-        self._turn_over_frame = self._frames  # the user's voice before this is no barge-in
+        self.current_over_frame = self._clock.frames  # the user's voice before this is no barge-in
         self._events.speech_stopped(last.end)
-        if self._turn is not None and self._turn.tentative:
-            self.agent.release(self._turn, self._detector.take_judged())
-        elif self._turn is None:
+        if self.current is not None and self.current.tentative:
+            self.agent.release(self.current, self._detector.take_judged())
+        elif self.current is None:
             self._set_state(State.LISTENING)
 
     def _no_words_came(self, turn: Turn) -> bool:
@@ -257,7 +227,7 @@ class Conversation:
         self._decide(self._detector.judge_event(event, self._over_reply))
 
     def _last_voiced_ms(self) -> float:
-        return self._frames * FRAME_MS - self._endpointer.quiet_ms()
+        return self._clock.frames * FRAME_MS - self._endpointer.quiet_ms()
 
     def _on_interim(self, interim: Final) -> None:
         """The words so far, decoded at a pause: a backchannel over the reply lets it go on now;
@@ -268,10 +238,10 @@ class Conversation:
             or interim.end_ms < self._last_voiced_ms() - _SAME_PAUSE_MS  # words before the last ones
         ):
             return
-        turn, text = self._turn, interim.text.strip()
+        turn, text = self.current, interim.text.strip()
         if self._over_reply:
             if turn is not None and turn.paused and not turn.interrupted and text in self._backchannels:
-                self._passed = self._turn_start
+                self._passed = self.current_start
                 self._let_pass(text)
         else:
             self._decide(self._detector.judge_words(interim))
@@ -286,12 +256,12 @@ class Conversation:
         if decision is None:
             return
         self._endpointer.set_silence_ms(decision.silence_ms)
-        if decision.prepare is not None and self._prepared_for != self._turn_start:
-            self._prepared_for = self._turn_start
+        if decision.prepare is not None and self._prepared_for != self.current_start:
+            self._prepared_for = self.current_start
             text = decision.prepare.text.strip()
             self._show("you", text)
             t_ms = {
-                "speech_start": self._turn_start,
+                "speech_start": self.current_start,
                 "speech_end": self._last_voiced_ms() + FRAME_MS,
                 "transcript_final": self.now_ms(),
             }
@@ -301,12 +271,12 @@ class Conversation:
 
     def _on_final(self, final: Final) -> None:
         # The utterance this final belongs to: the last one that began before its words ended.
-        otherwise = Utterance(self._speech_start, final.end_ms, self._turn_start, True, self.now_ms())
+        otherwise = Utterance(self._speech_start, final.end_ms, self.current_start, True, self.now_ms())
         utterance = self._utterances.of(final.end_ms, otherwise)
         text = final.text.strip()
         if utterance.turn_start == self._prepared_for:
             self._prepared_for = -1.0
-            turn = self._turn
+            turn = self.current
             if turn is None or words(text) == words(turn.user_text) or "first_audio" in turn.t_ms:
                 return  # the reply prepared from the words at the pause answers it
             self._retract(turn, carry=False)  # the final heard more: answer that instead
@@ -332,10 +302,10 @@ class Conversation:
 
     def ask(self, text: str, t_ms: dict[str, float], tentative: bool = False) -> None:
         """Start the agent's turn on what the user said (or typed); a tentative one is held."""
-        if self._turn is not None and self._turn.tentative:
-            self._retract(self._turn)  # a held reply to what is now only the start of this
+        if self.current is not None and self.current.tentative:
+            self._retract(self.current)  # a held reply to what is now only the start of this
             text, self._carry = f"{self._carry} {text}".strip(), ""
-        elif self._turn is not None and not self._turn.interrupted:
+        elif self.current is not None and not self.current.interrupted:
             self.agent.barge_in()  # the user said more before the reply was done: answer that instead
         # A held turn takes the judged pauses again when released.
         judged = list(self._detector.judged) if tentative else self._detector.take_judged()
@@ -354,14 +324,8 @@ class Conversation:
     def _let_pass(self, text: str) -> None:
         """Only a backchannel over the reply: it goes on (from where it paused), and it is no turn."""
         self._show("you", f"{text} (the reply goes on)")
-        turn = self._turn
-        if turn is None or turn.tentative or turn.interrupted:
-            return  # the reply it was said over is done
-        turn.backchannels.append(text)
-        turn.t_ms["backchannel"] = self.now_ms()
-        self._turn_over_frame = self._frames  # its voice is no barge-in
-        if turn.paused:
-            self.agent.resume(turn)
+        if self.agent.let_pass(text):
+            self.current_over_frame = self._clock.frames  # its voice is no barge-in
 
     def end_turn(self) -> bool:
         """The user says their turn is over (a button, a commit): end the speech heard so far now.
@@ -374,18 +338,12 @@ class Conversation:
     def cancel(self) -> bool:
         """Stop the reply now, as an interruption would: the model keeps what was heard.
         False when no reply is under way."""
-        turn = self._turn
+        turn = self.current
         if turn is None or turn.tentative or turn.interrupted:
             return False
         self.agent.barge_in()
         return True
 
-    # -- the end ---------------------------------------------------------------------------
     async def close(self) -> None:
         self.agent.cancel_task()
-        self.stt.close()
-        self.agent.llm.close()
-        self.agent.tts.close()
-        _, pending = await asyncio.wait(self._tasks, timeout=5)
-        for task in pending:
-            task.cancel()
+        await self._links.close()
