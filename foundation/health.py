@@ -26,6 +26,17 @@ async def serving(channel: grpc.aio.Channel, timeout_s: float = 5.0) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+async def status(channel: grpc.aio.Channel, timeout_s: float) -> str:
+    """The service's health in a word: SERVING, NOT_SERVING, or the failed call's status code."""
+    try:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=timeout_s
+        )
+    except grpc.aio.AioRpcError as exc:
+        return str(exc.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
 async def check_reachable(addresses: dict[str, str], security: Security, timeout_s: float = 3.0) -> list[str]:
     """Problems with each service that does not answer its health check in time."""
     problems = []

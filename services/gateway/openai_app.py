@@ -11,10 +11,10 @@ from pathlib import Path
 import grpc
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.exceptions import HTTPException
 
 from conversation import ConversationSettings
+from foundation import health
 from services.common.auth import Tokens
 from services.gateway import openai_audio, openai_chat, realtime
 from services.gateway.access import Unauthenticated, bearer
@@ -65,7 +65,7 @@ def create_app(
     async def health() -> JSONResponse:
         """200 when all three services report SERVING, else 503 with each one's state."""
         names = ("stt", "llm", "tts")
-        states = await asyncio.gather(*(_serving(c, backends.info_timeout_s) for c in backends.channels))
+        states = await asyncio.gather(*(health.status(c, backends.info_timeout_s) for c in backends.channels))
         body = dict(zip(names, states, strict=True))
         ok = all(state == "SERVING" for state in states)
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -92,13 +92,3 @@ def create_app(
         return JSONResponse(openai_error(str(exc.detail), kind), status_code=exc.status_code)
 
     return app
-
-
-async def _serving(channel: grpc.aio.Channel, timeout_s: float) -> str:
-    try:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=timeout_s
-        )
-    except grpc.aio.AioRpcError as exc:
-        return str(exc.code().name)
-    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
