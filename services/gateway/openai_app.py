@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from conversation import ConversationSettings
-from foundation import health
+from foundation.health import status as health_status
 from services.common.auth import Tokens
 from services.gateway import openai_audio, openai_chat, realtime
 from services.gateway.access import Unauthenticated, bearer
@@ -65,7 +65,7 @@ def create_app(
     async def health() -> JSONResponse:
         """200 when all three services report SERVING, else 503 with each one's state."""
         names = ("stt", "llm", "tts")
-        states = await asyncio.gather(*(health.status(c, backends.info_timeout_s) for c in backends.channels))
+        states = await asyncio.gather(*(health_status(c, backends.info_timeout_s) for c in backends.channels))
         body = dict(zip(names, states, strict=True))
         ok = all(state == "SERVING" for state in states)
         return JSONResponse(body, status_code=200 if ok else 503)
