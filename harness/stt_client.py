@@ -70,7 +70,3 @@ async def stream(
         if response.HasField("speech_event"):
             outcome.events.append(response.speech_event)
     return outcome
-
-
-def silence(seconds: float, rate_hz: int = 16000) -> bytes:
-    return b"\0\0" * int(seconds * rate_hz)

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foundation.audio import pcm16_to_float
+from foundation.audio import RATE_HZ, pcm16_to_float
 from harness.speech import Recording, english
 from harness.turns import to_pcm, word_ends_s
 
-_RATE_HZ = 16000
-_WINDOW = _RATE_HZ // 100  # 10 ms
+_WINDOW = RATE_HZ // 100  # 10 ms
 # Where each read sentence pauses: (the word before the pause, the pause in ms), 400-900 ms.
 PAUSES: dict[str, list[tuple[str, int]]] = {
     "librivox/sense_and_sensibility_01_austen_64kb-0870": [("dashwood", 650), ("power", 900)],
@@ -62,7 +61,7 @@ def paused(rec: Recording) -> Clip:
         cuts.append((_quietest(audio, end_s), pause_ms))
     pieces, at = [], 0
     for cut, pause_ms in sorted(cuts):
-        pieces += [audio[at:cut], np.zeros(_RATE_HZ * pause_ms // 1000, np.float32)]
+        pieces += [audio[at:cut], np.zeros(RATE_HZ * pause_ms // 1000, np.float32)]
         at = cut
     pieces.append(audio[at:])
     return Clip(f"{rec.id}+pauses", to_pcm(np.concatenate(pieces)), rec.text, tuple(p for _, p in cuts))
@@ -70,6 +69,6 @@ def paused(rec: Recording) -> Clip:
 
 def _quietest(audio: np.ndarray, end_s: float) -> int:
     """The start of the quietest 10 ms from 60 ms before ``end_s`` to 120 ms after it."""
-    first = max(0, int((end_s - 0.06) * _RATE_HZ))
-    starts = range(first, min(len(audio) - _WINDOW, int((end_s + 0.12) * _RATE_HZ)), _WINDOW // 2)
+    first = max(0, int((end_s - 0.06) * RATE_HZ))
+    starts = range(first, min(len(audio) - _WINDOW, int((end_s + 0.12) * RATE_HZ)), _WINDOW // 2)
     return min(starts, key=lambda s: float(np.mean(audio[s : s + _WINDOW] ** 2)))

@@ -46,6 +46,7 @@ from bench.e2e import front_doors
 from bench.e2e.outcome import Outcome, Run
 from bench.e2e.paused import Clip, cards, paused, sentences, whole
 from bench.e2e.report import report
+from foundation.audio import FRAME_MS
 from harness.edge import Session, loud_windows_ms, read_session, silence, write_wav
 from harness.speech import REPO
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
@@ -55,7 +56,6 @@ from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 LEAD_S, TAIL_S = 0.5, 3.0
 SEQUENTIAL_WAIT_MS = 810
 SPEECH_DBFS = -35.0  # a 10 ms window louder than this is speech (input) or reply (output)
-_FRAME_MS = 30  # the report's times and the recorded output agree to within a frame
 ROWS = (
     "bounded",
     "smart",
@@ -136,11 +136,11 @@ def judge(clip: Clip, session: Session) -> Outcome:
     last = session.turns[-1] if session.turns else {}
     t = last.get("t_ms", {})
     assert isinstance(t, dict)
-    if "first_audio" not in t or t["first_audio"] < end - _FRAME_MS:
+    if "first_audio" not in t or t["first_audio"] < end - FRAME_MS:
         errors = [str(line["error"]) for line in session.turns if "error" in line]
         outcome.error = "; ".join(errors) or "no reply after the end of speech"
         return outcome
-    reply = loud[loud >= max(end, t["first_audio"] - _FRAME_MS)]
+    reply = loud[loud >= max(end, t["first_audio"] - FRAME_MS)]
     if "error" in last or not reply.size:
         outcome.error = str(last.get("error", "the reply was silent"))
         return outcome

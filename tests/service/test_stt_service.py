@@ -12,10 +12,10 @@ import soxr
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 
-from foundation.audio import pcm16_to_float
+from foundation.audio import pcm16_to_float, silence
 from harness.servers import stt_stub
 from harness.speech import backchannels, corpus_wer, english, normalize, wer
-from harness.stt_client import requests_for, silence, stream
+from harness.stt_client import requests_for, stream
 from services.stt.config import SttSettings
 from services.stt.engines.faster_whisper import FasterWhisperEngine
 from services.stt.models import tiny_en_path

@@ -8,9 +8,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from foundation.audio import silence
 from harness.servers import stt_stub
 from harness.speech import english, wer
-from harness.stt_client import silence, stream
+from harness.stt_client import stream
 from harness.turns import cut, sentences, to_pcm, whole
 from services.stt.config import SttSettings
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc

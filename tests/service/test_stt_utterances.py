@@ -15,10 +15,10 @@ import grpc
 import numpy as np
 import pytest
 
-from foundation.audio import pcm16_to_float
+from foundation.audio import pcm16_to_float, silence
 from harness.servers import serving, stt_stub
 from harness.speech import Recording, corpus_wer, english, wer
-from harness.stt_client import requests_for, silence, stream
+from harness.stt_client import requests_for, stream
 from services.stt.config import SttSettings
 from services.stt.engine import SttEngine, Transcript, create_engine
 from services.stt.servicer import SERVICE_NAME, SttServicer
