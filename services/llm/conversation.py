@@ -35,6 +35,12 @@ class TurnResult:
     timings: Timings
 
 
+# The chat template wraps each message in tokens of its own (SmolLM2: "<|im_start|>user\n" ...
+# "<|im_end|>\n", 5 tokens): worth about this many characters of the budget. Without them a
+# long talk of short turns outgrew the model's context (2061 tokens of 2048 after 68 turns).
+MESSAGE_OVERHEAD_CHARS = 24
+
+
 class Conversation:
     """History and generation for one stream; ``reply`` runs one turn at a time.
 
@@ -131,17 +137,22 @@ class Conversation:
 
     def _drop_old_turns(self, incoming_chars: int) -> None:
         kept = self.history[self._first_kept :]
-        size = incoming_chars + sum(len(m.content) for m in kept)
+        size = incoming_chars + MESSAGE_OVERHEAD_CHARS + sum(map(prompt_chars, kept))
         if size <= self._max_history_chars:
             return
         # Drop whole exchanges from the front until under half the budget.
         while size > self._max_history_chars // 2 and self._first_kept < len(self.history):
-            size -= len(self.history[self._first_kept].content)
+            size -= prompt_chars(self.history[self._first_kept])
             self._first_kept += 1
             while self._first_kept < len(self.history) and self.history[self._first_kept].role != "user":
-                size -= len(self.history[self._first_kept].content)
+                size -= prompt_chars(self.history[self._first_kept])
                 self._first_kept += 1
         log.info("dropped old turns from the prompt", extra={"first_kept": self._first_kept})
+
+
+def prompt_chars(message: Message) -> int:
+    """What ``message`` costs the prompt, in characters: its words and its chat template's marks."""
+    return len(message.content) + MESSAGE_OVERHEAD_CHARS
 
 
 def _timings(started: float, first: float | None, ended: float, tokens: int) -> Timings:

@@ -31,7 +31,8 @@ from voice.tts.v1 import tts_pb2_grpc
 
 TURNS, EARLY = 200, 20
 # Growth allowed between turn EARLY and turn TURNS: allocator noise and the text the chat
-# link mirrors. Keeping each reply's audio, as the core once did, grows ~20 MB here.
+# link mirrors. Keeping each reply's audio (~1.5 s here, 66 KB at 22.05 kHz), as the core
+# once did, grows ~12 MB here.
 MAX_GROWTH_MB = 4.0
 
 
@@ -62,8 +63,8 @@ async def test_memory_after_200_turns_is_that_after_20(tmp_path: Path) -> None:
     ):
         agent = subprocess.Popen(
             [sys.executable, "-m", "edge_client", "--text", "--fast", "--output", str(output),
-             "--report", str(report), "--max-tokens", "24",
-             "--system-prompt", "Answer in two short sentences.",
+             "--report", str(report), "--max-tokens", "8",
+             "--system-prompt", "Answer in one short sentence.",
              "--llm", f"127.0.0.1:{llm_server.port}", "--tts", f"127.0.0.1:{tts_server.port}"],
             cwd=REPO, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -78,15 +79,14 @@ async def test_memory_after_200_turns_is_that_after_20(tmp_path: Path) -> None:
                 rss[EARLY] = resident_mb(agent.pid)
             await asyncio.sleep(0.2)
         rss[TURNS] = resident_mb(agent.pid)
-        agent.stdin.close()
-        _, stderr = await asyncio.to_thread(agent.communicate, timeout=60)
+        _, stderr = await asyncio.to_thread(agent.communicate, timeout=60)  # closes stdin: the end
     assert agent.returncode == 0, stderr
     assert len(done) == TURNS, stderr[-2000:]
     answered = [t for t in done if str(t["agent_text"]).strip() and "first_audio" in t["t_ms"]]  # type: ignore[operator]
     assert len(answered) == TURNS, [t for t in done if t not in answered][:3]
     with wave.open(str(output)) as w:
         spoken_s = w.getnframes() / w.getframerate()
-    assert spoken_s >= TURNS * 1.0, spoken_s  # every reply's audio passed through the client
+    assert spoken_s >= TURNS * 0.5, spoken_s  # every reply's audio passed through the client
     growth = rss[TURNS] - rss[EARLY]
     print(f"resident memory: {rss[EARLY]:.1f} MB after {EARLY} turns, {rss[TURNS]:.1f} MB after {TURNS}")
     assert growth <= MAX_GROWTH_MB, rss

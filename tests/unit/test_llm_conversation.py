@@ -9,7 +9,7 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.llm.config import DEFAULT_SYSTEM_PROMPT
-from services.llm.conversation import Conversation
+from services.llm.conversation import MESSAGE_OVERHEAD_CHARS, Conversation
 from services.llm.engine import Completion, Finish, Message, OnDelta, Options
 
 
@@ -99,12 +99,13 @@ async def test_bad_turns_are_rejected_and_counted() -> None:
 
 async def test_old_turns_are_dropped_in_bulk() -> None:
     session = EchoSession()
-    chat = conversation(session, max_history_chars=100)
+    chat = conversation(session, max_history_chars=400)
     for i in range(12):
         await reply(chat, f"message number {i:02d}")  # 17 characters, echoed with 18
     prompts = [p[1:] for p in session.prompts]  # without the system prompt
-    sizes = [sum(len(m.content) for m in p) for p in prompts]
-    assert max(sizes) <= 100
+    # Each message costs its words and its chat template's marks.
+    sizes = [sum(len(m.content) + MESSAGE_OVERHEAD_CHARS for m in p) for p in prompts]
+    assert max(sizes) <= 400 and min(sizes) == 17 + MESSAGE_OVERHEAD_CHARS
     assert all(p[0].role == "user" for p in prompts)
     # Between drops the prompt only grows, so its prefix (and the KV cache) stays valid.
     drops = [i for i in range(1, len(prompts)) if prompts[i][0] != prompts[i - 1][0]]
