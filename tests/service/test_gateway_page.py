@@ -10,6 +10,9 @@ from harness.browser import microphone, talk
 from harness.gateway_stack import Stack
 from harness.speech import english, wer
 
+# The page stops its speaker within this of hearing that the user speaks (a few render quanta).
+STOP_S = 0.05
+
 
 async def test_the_page_holds_a_conversation_and_is_interrupted(stack: Stack, tmp_path: Path) -> None:
     first, over, last = english()[:3]
@@ -29,3 +32,12 @@ async def test_the_page_holds_a_conversation_and_is_interrupted(stack: Stack, tm
     assert len(played) == 3 and all(samples > 0 for samples in played), played
     assert all(samples > 24_000 * 0.5 for samples in played[1:]), played
     assert all(0 < t["latency_ms"] < 10_000 for t in record["turns"]), record["turns"]
+    # What the speaker sounded: the reply was sounding when the server heard the user start over
+    # it, and fell silent then. The page had up to the server's lead and its jitter buffer (about
+    # 0.3 s) scheduled ahead, which only the page can stop. (What the server sends after that,
+    # before its barge-in pauses the reply, plays in turn: the server does not know yet.)
+    sounding = [(start, end if end is not None else float("inf")) for start, end in record["sounding"]]
+    cut = [(at, end) for at in record["heard_at"] for start, end in sounding if start < at < end + 0.3]
+    assert len(cut) == 1, (record["heard_at"], sounding)
+    at, end = cut[0]
+    assert end <= at + STOP_S, (at, sounding)
