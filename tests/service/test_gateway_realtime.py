@@ -7,8 +7,10 @@ import asyncio
 import base64
 import contextlib
 import json
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -16,9 +18,15 @@ import pytest
 import websockets
 from prometheus_client import REGISTRY
 
-from services.gateway.realtime import API_RATE_HZ
+from harness.edge import silence
 from harness.gateway_stack import Stack
-from harness.speech import at_rate, english, wer
+from harness.speech import at_rate, english, normalize, wer
+from harness.stt_client import stream
+from harness.turns import UNFINISHED_AFTER, cut, sentences, to_pcm
+from services.gateway.realtime import API_RATE_HZ, LEAD_MS
+from services.llm.engine import Completion, Message, OnDelta, Options
+from services.llm.engines.local import LocalSession
+from voice.stt.v1 import stt_pb2
 
 CHUNK_MS = 100
 STORY = "Tell me a long story about a dragon who learns to bake bread."
@@ -183,13 +191,45 @@ async def test_a_response_is_cancelled_mid_stream_and_the_session_goes_on(talk: 
     assert (await heard.next("response.done", mark))["response"]["status"] == "completed"
 
 
-async def test_speech_over_a_reply_cancels_it_at_what_was_played(talk: tuple[Any, Heard]) -> None:
+@dataclass(frozen=True)
+class Chat:
+    asked: list[Message]  # the prompt: the system's, the conversation's memory, the user's turn
+    wrote: str  # the reply as generated (up to a cancel)
+
+
+@pytest.fixture
+def chats(monkeypatch: pytest.MonkeyPatch) -> list[Chat]:
+    """What the LLM service's model was asked and wrote, turn by turn: its own record."""
+    made: list[Chat] = []
+    generate = LocalSession.generate
+
+    def recorded(
+        session: LocalSession,
+        messages: Sequence[Message],
+        options: Options,
+        on_delta: OnDelta,
+        cancel: threading.Event,
+    ) -> Completion:
+        completion = generate(session, messages, options, on_delta, cancel)
+        made.append(Chat(list(messages), completion.text))
+        return completion
+
+    monkeypatch.setattr(LocalSession, "generate", recorded)
+    return made
+
+
+async def test_speech_over_a_reply_cancels_it_at_what_was_played(
+    talk: tuple[Any, Heard], stack: Stack, chats: list[Chat]
+) -> None:
     conn, heard = talk
     await conn.conversation.item.create(
         item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": STORY}]}
     )
     await conn.response.create()
-    await heard.next("response.output_audio.delta", 0)
+    first = await heard.next("response.output_audio.delta", 0)
+    # The user speaks once the reply has played for 2 s (the client is sent LEAD_MS ahead of that).
+    while heard.audio_s(first["response_id"]) < 2.0 + LEAD_MS / 1000:
+        await heard.next("response.output_audio.delta", len(heard.events))
     rec = english()[0]
     speaking = asyncio.create_task(_speak(conn, at_rate(rec.pcm(), API_RATE_HZ), 2000))
     done = await heard.next("response.done", 0)
@@ -203,6 +243,92 @@ async def test_speech_over_a_reply_cancels_it_at_what_was_played(talk: tuple[Any
     after = heard.events.index(done)
     assert (await heard.next("response.done", after + 1))["response"]["status"] == "completed"
     speaking.cancel()
+
+    # What is kept of the cut reply is what was played: the first words of what the model wrote,
+    # the words of the audio the client was sent (less, at most, the lead it had not played yet).
+    kept = done["response"]["output"][0]["content"][0]["transcript"]
+    wrote = next(c.wrote for c in chats if c.asked[-1] == Message("user", STORY))
+    words, whole = normalize(kept).split(), normalize(wrote).split()
+    assert 0 < len(words) < len(whole) and whole[: len(words)] == words, (kept, wrote)
+    sent = b"".join(
+        base64.b64decode(e["delta"])
+        for e in heard.of("response.output_audio.delta")
+        if e["response_id"] == done["response"]["id"]
+    )
+    played = await stream(stack.stt, stt_pb2.RecognitionConfig(sample_rate_hz=API_RATE_HZ), [sent])
+    assert wer(played.text, kept) <= 0.35, (played.text, kept)
+    # The model's memory of it, when it answers the speech over it, is the same.
+    memory = next(c.asked[-2] for c in chats if Message("user", STORY) in c.asked[:-1])
+    assert memory == Message("assistant", kept), (memory, kept)
+
+
+@pytest.mark.parametrize(("detection", "turns"), [("semantic_vad", 1), ("server_vad", 2)])
+async def test_semantic_vad_is_the_bounded_detector(
+    talk: tuple[Any, Heard], detection: str, turns: int
+) -> None:
+    """A second's pause where the sentence plainly goes on ("... rather selfish is | to be
+    ill-disposed") waits for the rest with semantic_vad, as the bounded detector does (up to 1600
+    ms); with server_vad it ends the turn (after 600 ms)."""
+    conn, heard = talk
+    session = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": detection}}}}
+    await conn.session.update(session=session)
+    updated = await heard.next("session.updated", 0)
+    assert updated["session"]["audio"]["input"]["turn_detection"]["type"] == detection
+    rec = next(r for r in sentences() if UNFINISHED_AFTER[r.id] == "is")
+    head = cut(rec)
+    paused = silence(0.5) + to_pcm(head) + silence(1.0) + rec.pcm()[len(head) * 2 :]
+    await _speak(conn, at_rate(paused, API_RATE_HZ), 1500)
+    await _answered(heard)
+    said = [e["transcript"] for e in heard.of("conversation.item.input_audio_transcription.completed")]
+    assert len(said) == turns, said
+    if turns == 1:  # the whole sentence, decoded once
+        assert wer(rec.text, said[0]) <= 0.3, said
+
+
+async def test_without_turn_detection_a_turn_ends_only_at_commit(talk: tuple[Any, Heard]) -> None:
+    conn, heard = talk
+    await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    assert (await heard.next("session.updated", 0))["session"]["audio"]["input"]["turn_detection"] is None
+    rec = english()[1]
+    # Two seconds of silence after the words: server_vad would have ended the turn long since.
+    await _speak(conn, at_rate(rec.pcm(), API_RATE_HZ), 2000)
+    kinds = {e["type"] for e in heard.events}
+    assert not kinds & {"input_audio_buffer.committed", "response.created"}, kinds
+    mark = len(heard.events)
+    await conn.input_audio_buffer.commit()
+    said = await heard.next("conversation.item.input_audio_transcription.completed", mark)
+    assert wer(rec.text, said["transcript"]) <= 0.3, said
+    assert (await heard.next("response.done", mark))["response"]["status"] == "completed"
+    assert len(heard.of("input_audio_buffer.committed")) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="input_audio_buffer.clear drops only the part of a frame not yet fed: the audio before it "
+    "is already in the conversation's STT utterance, and is transcribed with what follows",
+)
+async def test_audio_cleared_from_the_buffer_is_never_transcribed(talk: tuple[Any, Heard]) -> None:
+    conn, heard = talk
+    await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    await heard.next("session.updated", 0)
+    cleared, kept = english()[4], english()[1]
+    await _speak(conn, at_rate(cleared.pcm(), API_RATE_HZ), 500)
+    await conn.input_audio_buffer.clear()
+    await heard.next("input_audio_buffer.cleared", 0)
+    await _speak(conn, at_rate(kept.pcm(), API_RATE_HZ), 500)
+    mark = len(heard.events)
+    await conn.input_audio_buffer.commit()
+    said = await heard.next("conversation.item.input_audio_transcription.completed", mark)
+    assert wer(kept.text, said["transcript"]) <= 0.3, (kept.text, said["transcript"])
+    assert len(heard.of("conversation.item.input_audio_transcription.completed")) == 1, heard.events
+
+
+async def _answered(heard: Heard) -> None:
+    """Wait until the last turn committed has been answered."""
+    last = max(i for i, e in enumerate(heard.events) if e["type"] == "input_audio_buffer.committed")
+    response = (await heard.next("response.created", last))["response"]["id"]
+    while not [e for e in heard.of("response.done") if e["response"]["id"] == response]:
+        await heard.next("response.done", len(heard.events))
 
 
 async def test_malformed_and_unsupported_events_get_errors_in_the_apis_shape(stack: Stack) -> None:
