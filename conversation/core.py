@@ -27,7 +27,7 @@ from conversation.endpointing import Edge, Endpointer
 from conversation.links import Links, SttLink
 from conversation.messages import Final, SpeechEvent
 from conversation.player import Output
-from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings, pause_ms
+from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings
 from conversation.turn import Turn
 from conversation.utterances import Utterance, Utterances
 from foundation.audio import FRAME_MS
@@ -53,12 +53,9 @@ class Conversation:
         self.state = State.LISTENING
         self._clock = AudioClock()
         self.now_ms = self._clock.now_ms
-        self._detector = detector_for(settings, self.now_ms)
+        self._detector = detector = detector_for(settings, self.now_ms)
         self._endpointer = Endpointer(
-            settings.vad_aggressiveness,
-            settings.min_speech_ms,
-            self._detector.silence_ms,
-            pause_ms(settings.turn_detector) if settings.pause_ms is None else settings.pause_ms,
+            settings.vad_aggressiveness, settings.min_speech_ms, detector.silence_ms, detector.pause_ms
         )
         self.stt = SttLink(
             settings.stt,
@@ -78,10 +75,10 @@ class Conversation:
         self._utterances = Utterances()  # awaiting their finals
         self._carry = ""  # transcript of a pause the user spoke on after
         self._withdrawn: list[dict[str, object]] = []  # held replies withdrawn since the last turn
-        self.current_over_frame = 0  # the frame at which the user's turn was last judged over
+        self._turn_over_frame = 0  # the frame at which the user's turn was last judged over
         self._skipped_pause = False  # the last pause came while a reply was playing: not acted on
         self._speech_start = 0.0
-        self.current_start = 0.0
+        self._turn_start = 0.0
         self._over_reply = False  # the speech began while the agent was thinking or speaking
         self._links = Links(self._note, self.stt, self.agent.llm, self.agent.tts)
         # An echo canceller asks for longer speech while it converges.
@@ -118,8 +115,13 @@ class Conversation:
 
     def feed(self, frame: bytes) -> None:
         self._clock.tick()
-        if self._detector.uses_model and self.stt.turn_detection is False:
-            self._without_model()
+        if (
+            self.stt.turn_detection is False
+            and (plain := self._detector.without_model()) is not self._detector
+        ):
+            self._detector = plain  # the STT service has no end-of-turn model: the policy falls back
+            self._note("the STT service has no end-of-turn model: your turn ends after a silence")
+            self._endpointer.set_silence_ms(plain.silence_ms)
         muted = self.settings.duplex == "half" and self.state == State.SPEAKING
         self.stt.send_audio(bytes(len(frame)) if muted else frame)
         boundary = self._endpointer.push(bytes(len(frame)) if muted else frame)
@@ -127,7 +129,7 @@ class Conversation:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
         turn = self.current
         if turn is not None and self.settings.duplex == "full" and not (turn.tentative or turn.interrupted):
-            listened_ms = (self._clock.frames - self.current_over_frame) * FRAME_MS
+            listened_ms = (self._clock.frames - self._turn_over_frame) * FRAME_MS
             barge_in_ms = self.barge_in_ms(self.settings.barge_in_ms)
             if not turn.paused and self._endpointer.barges_in(barge_in_ms, listened_ms):
                 self.agent.pause(turn)
@@ -143,17 +145,9 @@ class Conversation:
             if self.stt.roll_over_due:
                 self.stt.roll_over()
 
-    def _without_model(self) -> None:
-        """The STT service has no end-of-turn model: a policy that needs it falls back."""
-        detector = self._detector.without_model()
-        if detector is not self._detector:
-            self._detector = detector
-            self._note("the STT service has no end-of-turn model: your turn ends after a silence")
-            self._endpointer.set_silence_ms(detector.silence_ms)
-
     def _on_boundary(self, edge: Edge, at_ms: float) -> None:
         if edge is Edge.START:
-            self._speech_start = self.current_start = at_ms
+            self._speech_start = self._turn_start = at_ms
             self._over_reply = self.current is not None and not self.current.tentative
             self._new_pause()
             if self.current is None:
@@ -183,26 +177,25 @@ class Conversation:
         last = self._utterances.last
         if edge is Edge.PAUSE or last is None or last.ended or last.continued:
             # The utterance is finalised now; a reply may start, held until the end is sure.
-            last = Utterance(
-                self._speech_start,
-                at_ms + FRAME_MS,
-                self.current_start,
-                sent_at=self.now_ms(),
-                over_reply=self._over_reply,
-            )
-            self._utterances.add(last)
-            self.stt.end_utterance()
+            last = self._end_utterance(at_ms + FRAME_MS)
             if edge is Edge.PAUSE:
                 return
         self._skipped_pause = False
         last.ended = True  # END: the silence lasted, or the end-of-turn model said so
         last.ended_at = self.now_ms()
-        self.current_over_frame = self._clock.frames  # the user's voice before this is no barge-in
+        self._turn_over_frame = self._clock.frames  # the user's voice before this is no barge-in
         self._events.speech_stopped(last.end)
         if self.current is not None and self.current.tentative:
             self.agent.release(self.current, self._detector.take_judged())
         elif self.current is None:
             self._set_state(State.LISTENING)
+
+    def _end_utterance(self, end_ms: float) -> Utterance:
+        """The STT service finalises the speech so far: its final will come for this utterance."""
+        self.stt.end_utterance()
+        utterance = Utterance(self._speech_start, end_ms, self._turn_start, over_reply=self._over_reply)
+        utterance.sent_at = self.now_ms()
+        return self._utterances.add(utterance)
 
     def _no_words_came(self, turn: Turn) -> bool:
         """The sound that paused the reply has proved to be no words."""
@@ -241,7 +234,7 @@ class Conversation:
         turn, text = self.current, interim.text.strip()
         if self._over_reply:
             if turn is not None and turn.paused and not turn.interrupted and text in self._backchannels:
-                self._passed = self.current_start
+                self._passed = self._turn_start
                 self._let_pass(text)
         else:
             self._decide(self._detector.judge_words(interim))
@@ -256,24 +249,20 @@ class Conversation:
         if decision is None:
             return
         self._endpointer.set_silence_ms(decision.silence_ms)
-        if decision.prepare is not None and self._prepared_for != self.current_start:
-            self._prepared_for = self.current_start
+        if decision.prepare is not None and self._prepared_for != self._turn_start:
+            self._prepared_for = self._turn_start
             text = decision.prepare.text.strip()
-            self._show("you", text)
-            t_ms = {
-                "speech_start": self.current_start,
-                "speech_end": self._last_voiced_ms() + FRAME_MS,
-                "transcript_final": self.now_ms(),
-            }
-            self.ask(text, t_ms, tentative=True)
+            self.ask(text, self._said(text, self._turn_start, self._last_voiced_ms() + FRAME_MS), True)
         if decision.end_now and (boundary := self._endpointer.end_now()) is not None:
             self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
 
     def _on_final(self, final: Final) -> None:
         # The utterance this final belongs to: the last one that began before its words ended.
-        otherwise = Utterance(self._speech_start, final.end_ms, self.current_start, True, self.now_ms())
+        otherwise = Utterance(self._speech_start, final.end_ms, self._turn_start, True, self.now_ms())
         utterance = self._utterances.of(final.end_ms, otherwise)
         text = final.text.strip()
+        if utterance.dropped:
+            return
         if utterance.turn_start == self._prepared_for:
             self._prepared_for = -1.0
             turn = self.current
@@ -290,15 +279,15 @@ class Conversation:
             if utterance.turn_start != self._passed:  # not already let pass at its pause
                 self._let_pass(text)
             return
-        self._show("you", text)
-        t_ms = {
-            "speech_start": utterance.turn_start,
-            "speech_end": utterance.end,
-            "transcript_final": self.now_ms(),
-        }
+        t_ms = self._said(text, utterance.turn_start, utterance.end)
         if utterance.ended:
             t_ms["end_of_turn"] = utterance.ended_at
         self.ask(text, t_ms, tentative=not utterance.ended)
+
+    def _said(self, text: str, start_ms: float, end_ms: float) -> dict[str, float]:
+        """The user said ``text`` (shown): the times of the turn it is."""
+        self._show("you", text)
+        return {"speech_start": start_ms, "speech_end": end_ms, "transcript_final": self.now_ms()}
 
     def ask(self, text: str, t_ms: dict[str, float], tentative: bool = False) -> None:
         """Start the agent's turn on what the user said (or typed); a tentative one is held."""
@@ -325,7 +314,7 @@ class Conversation:
         """Only a backchannel over the reply: it goes on (from where it paused), and it is no turn."""
         self._show("you", f"{text} (the reply goes on)")
         if self.agent.let_pass(text):
-            self.current_over_frame = self._clock.frames  # its voice is no barge-in
+            self._turn_over_frame = self._clock.frames  # its voice is no barge-in
 
     def end_turn(self) -> bool:
         """The user says their turn is over (a button, a commit): end the speech heard so far now.
@@ -334,6 +323,17 @@ class Conversation:
             return False
         self._on_boundary(boundary.edge, boundary.frame * FRAME_MS)
         return True
+
+    def drop_speech(self) -> None:
+        """The user's words since their last turn are withdrawn (a client cleared its input): the
+        speech heard so far ends here, and nothing of it becomes a turn; a reply held for it goes."""
+        if self._endpointer.end_now() is not None:
+            self._end_utterance(self.now_ms()).ended = True  # finalised apart from what follows
+        self._utterances.drop()
+        if (turn := self.current) is not None and turn.tentative:
+            self.agent.withdraw(turn)
+        self._carry, self._prepared_for, self._skipped_pause = "", -1.0, False
+        self._detector.take_judged()
 
     def cancel(self) -> bool:
         """Stop the reply now, as an interruption would: the model keeps what was heard.

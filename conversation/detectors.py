@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from conversation.judge import Verdict, judge
 from conversation.messages import Final, Judgement, SpeechEvent
-from conversation.settings import DEFAULT_SILENCE_MS, ConversationSettings
+from conversation.settings import DEFAULT_SILENCE_MS, ConversationSettings, pause_ms
 
 Clock = Callable[[], float]
 
@@ -37,6 +37,8 @@ class TurnDetector:
 
     def __init__(self, settings: ConversationSettings, clock: Clock) -> None:
         self.silence_ms = settings.end_silence_ms
+        # The pause that prepares a held reply (0: none).
+        self.pause_ms = pause_ms(settings.turn_detector) if settings.pause_ms is None else settings.pause_ms
         self._settings = settings
         self._clock = clock
         self.judged: list[dict[str, object]] = []  # this turn's pauses so far, as judged

@@ -25,6 +25,7 @@ class Utterance:
     sent_at: float = 0.0  # ms: when its end of utterance went to the STT service
     continued: bool = False  # the user went on after its pause
     over_reply: bool = False  # it began while the agent was thinking or speaking
+    dropped: bool = False  # the client withdrew it: its words never become a turn
 
 
 class Utterances:
@@ -48,6 +49,11 @@ class Utterances:
         while self._waiting and self._waiting[0].start <= end_ms:
             utterance = self._waiting.pop(0)
         return utterance
+
+    def drop(self) -> None:
+        """Those waiting never become a turn: their finals are taken and let go."""
+        for utterance in self._waiting:
+            utterance.dropped = True
 
     def expire(self, now_ms: float) -> None:
         """Ends of utterance the (connected) service left unanswered held no speech."""

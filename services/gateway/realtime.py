@@ -268,6 +268,8 @@ class RealtimeSession(Events):
 
     def _clear(self, event: dict[str, Any]) -> None:
         self._frames.clear()
+        if self._conversation is not None:
+            self._conversation.drop_speech()
         self._emit("input_audio_buffer.cleared")
 
     def _create_item(self, event: dict[str, Any]) -> None:

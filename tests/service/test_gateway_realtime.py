@@ -302,11 +302,6 @@ async def test_without_turn_detection_a_turn_ends_only_at_commit(talk: tuple[Any
     assert len(heard.of("input_audio_buffer.committed")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="input_audio_buffer.clear drops only the part of a frame not yet fed: the audio before it "
-    "is already in the conversation's STT utterance, and is transcribed with what follows",
-)
 async def test_audio_cleared_from_the_buffer_is_never_transcribed(talk: tuple[Any, Heard]) -> None:
     conn, heard = talk
     await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
