@@ -7,24 +7,30 @@ with the echo canceller the agent does not hear itself; without it, it interrupt
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from conversation.core import Conversation, State
-from foundation.audio import FRAME_MS
+import jiwer
+
+from conversation import Conversation, State
 from edge_client.config import EdgeSettings
 from edge_client.echo import EchoCanceller
 from edge_client.files import WavOutput
 from edge_client.room import Room
+from foundation.audio import FRAME_MS
 from harness.edge import command, read_session, silence, voice_agent
-from harness.speech import REPO, english, normalize, wer
+from harness.speech import REPO, Recording, english, normalize, wer
+from harness.turns import word_ends_s
 
 MAX_CLIP_WER = 0.3
 FRAME_BYTES = 16000 * FRAME_MS // 1000 * 2
 ECHO = ("--echo-db", "-6", "--echo-delay-ms", "80")
+ECHO_DELAY_S = 0.08
 
 
 def two_questions() -> bytes:
@@ -70,7 +76,8 @@ async def test_speaking_over_the_echo_still_cuts_the_reply_short(stack: None, tm
     settings = EdgeSettings(system_prompt="Tell a long story of at least six sentences.")
     room, echo = Room(echo_db=-6.0, delay_ms=80), EchoCanceller()
     output = WavOutput(tmp_path / "out.wav", settings.output_rate_hz, taps=[room.played, echo.played])
-    conversation = Conversation(settings, output, lambda kind, text: None)
+    report = io.StringIO()
+    conversation = Conversation(settings, output, lambda kind, text: None, report)
     conversation.barge_in_ms = echo.barge_in_ms
     spoke_at: list[float] = []
 
@@ -98,20 +105,37 @@ async def test_speaking_over_the_echo_still_cuts_the_reply_short(stack: None, tm
     await conversation.close()
     output.close()
     session = read_session(tmp_path / "out.wav", None)
+    turns = [json.loads(line) for line in report.getvalue().splitlines()]
 
-    first = conversation.turns[0]
+    first = turns[0]
     t = first["t_ms"]
-    assert isinstance(t, dict) and spoke_at, conversation.turns
+    assert isinstance(t, dict) and spoke_at, turns
     assert echo.converged and first["interrupted"] is True and t["first_audio"] < spoke_at[0] < t["barge_in"]
-    # Later than with a headset (there: barge_in_ms + 200): while the user's first syllables
-    # overlap the reply, the canceller's suppressor takes them out with the echo (bench/aec).
-    # Measured 600-1740 ms on 2 cores (the slowest under the whole suite's load); a reply cut
-    # only at the end of the 3.3 s interruption would come after 3.9 s.
-    assert t["barge_in"] - spoke_at[0] <= settings.barge_in_ms + 1700, t
     late = session.audible()
     assert late[(late > t["barge_in"] + 100) & (late < t["barge_in"] + 2000)].size == 0
-    # The words spoken over the reply before it stopped may be lost (see README, Echo cancellation):
-    # with a late stop, "he might even have been made amiable himself" came as "and made Amy a bull
-    # himself". What follows the stop is heard: the end of the sentence, in the next turn.
-    said = normalize(str(conversation.turns[1]["user_text"])).split()
-    assert len(said) >= 3 and said[-1] == normalize(interruption.text).split()[-1], conversation.turns
+    # Later than with a headset (there: barge_in_ms + 200): while the user's first syllables
+    # overlap the reply, the canceller's suppressor takes them out with the echo (bench/aec).
+    # Measured 0.3-1.74 s into the interruption on 2 cores (the slowest under the whole suite's
+    # load). But it is a barge-in: the reply stops while the user is still speaking, before the
+    # last word begins (once the echo has died away), or nothing is left to hear and the cut is
+    # no barge-in.
+    stop_s = (t["barge_in"] - spoke_at[0]) / 1000
+    starts = word_starts_s(interruption)
+    after = sum(start >= stop_s + ECHO_DELAY_S for start in starts)
+    said = normalize(str(turns[1]["user_text"]))
+    print(f"the reply stopped {stop_s:.2f} s into the interruption (words from {starts} s); heard {said!r}")
+    assert after >= 1, (stop_s, starts, t)
+    # The words begun after the stop are heard, in the next turn: none is lost, and at least half
+    # come exactly. Whisper, given the sentence from its middle, may mishear the others: after
+    # stops at 0.96 s and 1.74 s, "amiable" came as "Amy a bull". The words spoken over the reply
+    # before the stop may be lost (see README, Echo cancellation).
+    reference = normalize(interruption.text).split()
+    assert len(reference) == len(starts), (reference, starts)
+    heard = jiwer.process_words(" ".join(reference[-after:]), said)
+    assert heard.deletions == 0 and heard.hits >= after / 2, (reference[-after:], said)
+
+
+def word_starts_s(rec: Recording) -> list[float]:
+    """Where each word of ``rec`` begins (s): where Whisper heard the one before it end."""
+    ends = [end for _, end in word_ends_s(rec)]
+    return [0.0, *(round(float(end), 2) for end in ends[:-1])]
