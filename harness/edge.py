@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import io
 import itertools
 import json
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,8 @@ class Session:
     output: np.ndarray  # float32 mono
     output_rate_hz: int
     stderr: str
+    # In process (``converse``): (time.monotonic(), the conversation's clock in ms) at each frame.
+    clock: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def samples(self) -> np.ndarray:
@@ -53,6 +57,13 @@ class Session:
     def audible(self, threshold: float = 0.02) -> np.ndarray:
         """Start times (ms) of the output's 10 ms windows louder than ``threshold`` RMS."""
         return loud_windows_ms(self.output, self.output_rate_hz, 20 * np.log10(threshold))
+
+    def ms_at(self, monotonic_s: float) -> float:
+        """The conversation's clock (ms since the first microphone sample) at ``time.monotonic()``
+        ``monotonic_s``: from the last frame fed before it, plus the time since."""
+        at = max(0, bisect.bisect_right([s for s, _ in self.clock], monotonic_s) - 1)
+        fed_s, fed_ms = self.clock[at]
+        return fed_ms + (monotonic_s - fed_s) * 1000
 
 
 def loud_windows_ms(audio: np.ndarray, rate_hz: int, dbfs: float, window_ms: int = 10) -> np.ndarray:
@@ -100,19 +111,22 @@ async def converse(
 ) -> tuple[Conversation, Session]:
     """A conversation in this process, fed ``frames(conversation)`` in real time, recorded to a WAV.
 
-    The session's ``stderr`` holds what the conversation showed, a line each: ``kind: text``.
+    The session's turns are the conversation's report, a line each; its ``stderr`` holds what
+    the conversation showed, a line each: ``kind: text``.
     """
     output = WavOutput(tmp / "out.wav", settings.output_rate_hz)
     shown: list[str] = []
     report = io.StringIO()
     conversation = Conversation(
-        settings, output, lambda kind, text: shown.append(f"{kind}: {text}\n"), report
+        settings, output, lambda kind, text: shown.append(f"{kind}: {text}\n"), report=report
     )
+    clock: list[tuple[float, float]] = []
 
     async def paced() -> AsyncIterator[bytes]:
         async for frame in frames(conversation):
             output.advance(FRAME_MS / 1000)
             yield frame
+            clock.append((time.monotonic(), conversation.now_ms()))  # the frame is fed
             await asyncio.sleep(FRAME_MS / 1000)
 
     conversation.start()
@@ -122,31 +136,55 @@ async def converse(
         await conversation.close()
         output.close()
     session = read_session(tmp / "out.wav", None, "".join(shown))
-    session.turns = [json.loads(line) for line in report.getvalue().splitlines()]
+    session.turns = [json.loads(line) for line in report.getvalue().splitlines() if line]
+    session.clock = clock
     return conversation, session
 
 
-def played_in_order(
-    output: np.ndarray, reply: np.ndarray, cuts: tuple[int, ...] = (), start: int = 0
-) -> list[tuple[int, int]]:
-    """Check that ``reply`` (int16) was played into ``output`` (int16) from sample ``start`` on,
-    once, sample for sample, in parts split at ``cuts``: each part's sounding samples in order,
-    with only silence before and between them (a pause, or the speaker waiting for audio).
-    Where each part began and ended in ``output`` (samples).
+@dataclass(frozen=True)
+class Stretch:
+    """Part of a reply played without a gap: its samples ``reply[first:end]`` at ``output[at:until]``."""
+
+    first: int
+    end: int
+    at: int
+    until: int
+
+
+def played_in_order(output: np.ndarray, reply: np.ndarray, start: int = 0) -> list[Stretch]:
+    """Check that all of ``reply`` (int16) was played into ``output`` (int16) from sample ``start``
+    on, once, sample for sample, in order, with only silence before and within it (a pause, or
+    the speaker waiting for audio); the stretches it played in, cut where silence was added.
     """
-    spans: list[tuple[int, int]] = []
-    heard = np.flatnonzero(output[start:]) + start
-    for i, (first, end) in enumerate(itertools.pairwise([0, *cuts, len(reply)])):
-        part = reply[first:end]
-        sounding = np.flatnonzero(part)
-        assert sounding.size, f"part {i} of the reply ({first}:{end}) is silent"
-        at, heard = heard[: sounding.size], heard[sounding.size :]
-        assert at.size == sounding.size and np.array_equal(output[at], part[sounding]), (
-            f"part {i} of the reply ({first}:{end}) was not played as synthesized"
-            f" from sample {at[0] if at.size else None}"
-        )
-        spans.append((int(at[0] - sounding[0]), int(at[-1]) + len(part) - int(sounding[-1])))
-    return spans
+    sounding = np.flatnonzero(reply)
+    assert sounding.size, "the reply is silent"
+    at = (np.flatnonzero(output[start:]) + start)[: sounding.size]
+    same = min(at.size, sounding.size)
+    wrong = np.flatnonzero(output[at[:same]] != reply[sounding[:same]])
+    assert at.size == sounding.size and not wrong.size, (
+        f"the reply ({len(reply)} samples) was not played as synthesized: it differs from its sample"
+        f" {sounding[wrong[0]] if wrong.size else sounding[same] if same < sounding.size else None}"
+        f" (played {same} of its {sounding.size} sounding samples)"
+    )
+    shift = at - sounding
+    cuts = [0, *(np.flatnonzero(np.diff(shift)) + 1).tolist(), sounding.size]
+    stretches = []
+    for a, b in itertools.pairwise(cuts):
+        first = 0 if a == 0 else int(sounding[a])
+        end = len(reply) if b == sounding.size else int(sounding[b - 1]) + 1
+        stretches.append(Stretch(first, end, first + int(shift[a]), end + int(shift[a])))
+    return stretches
+
+
+def played_up_to(output: np.ndarray, reply: np.ndarray, start: int = 0) -> list[Stretch]:
+    """Check that the start of ``reply`` (int16), and nothing else, was played into ``output``
+    (int16) from sample ``start`` on, as ``played_in_order`` checks all of it: the stretches it
+    played in, the last one ending where the sound stopped."""
+    heard = int(np.count_nonzero(output[start:]))
+    sounding = np.flatnonzero(reply)
+    assert heard <= sounding.size, f"{heard} samples sounded, more than the reply's {sounding.size}"
+    assert heard, "nothing of the reply was played"
+    return played_in_order(output, reply[: sounding[heard - 1] + 1], start)
 
 
 async def while_(condition: Callable[[], bool], limit_s: float = 120) -> AsyncIterator[bytes]:

@@ -15,17 +15,20 @@ import numpy as np
 import pytest
 import soxr
 
-from conversation.core import Conversation
+from conversation import Conversation
 from conversation.settings import DEFAULT_SILENCE_MS
 from edge_client.config import EdgeSettings
 from foundation.audio import FRAME_MS, pcm16_to_float
 from harness.edge import (
+    Frames,
     Session,
     command,
     converse,
     frames_of,
+    loud_windows_ms,
     over_the_reply,
     played_in_order,
+    played_up_to,
     read_session,
     silence,
     speaking_for,
@@ -34,6 +37,7 @@ from harness.edge import (
     while_,
 )
 from harness.speech import REPO, Recording, backchannels, english, interruptions, wer
+from harness.tap import Taps, tapped
 from harness.turns import cut, sentences, to_pcm, whole
 from tests.containers.conftest import compose
 from tests.noise import recorded
@@ -42,6 +46,18 @@ from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 MAX_CLIP_WER = 0.3
 SMART = ("--turn-detector", "smart")
+# Bounded: a turn judged done at its pause ends before the silence would end it. The silence
+# ended it 540 ms after speech_end (the end of the last voiced frame); the verdict, measured,
+# 377-423 ms (n=5).
+EARLY_END_MS = DEFAULT_SILENCE_MS - 3 * FRAME_MS
+# A backchannel over the reply lets it go on this soon after the word ends, on the words decoded
+# at its pause. With a 1000 ms end-of-turn silence, 227-442 ms (n=10; 182-549 ms, n=17, with
+# the default 600 ms); on the final after that silence instead (no pause interims), 995-1087 ms.
+BACKCHANNEL_SILENCE_MS = 1000
+BACKCHANNEL_RESUME_MS = 800
+# Over the reply: its audio comes no faster than it plays, this far ahead (a real-time service).
+# At full speed the 60 tokens' audio had all come before the pause in 5 of 9 runs.
+TTS_LEAD_S = 1.0
 
 
 async def _transcribe(audio: np.ndarray, rate_hz: int) -> str:
@@ -90,7 +106,7 @@ async def test_speaking_over_the_reply_cuts_it_short(stack: None, tmp_path: Path
     settings = EdgeSettings(system_prompt="Tell a long story of at least six sentences.")
     spoke_at: list[float] = []
     frames = over_the_reply(question.pcm(), interruption.pcm() + silence(1.0), spoke_at)
-    conversation, session = await converse(settings, tmp_path, frames)
+    session, taps = await _tapped_converse(settings, tmp_path, frames)
     first = session.turns[0]
     t = first["t_ms"]
     assert isinstance(t, dict) and spoke_at, session.turns
@@ -102,10 +118,12 @@ async def test_speaking_over_the_reply_cuts_it_short(stack: None, tmp_path: Path
     assert audible[(audible > t["first_audio"]) & (audible < t["barge_in"])].size > 0
     late = audible[(audible > t["barge_in"] + 100) & (audible < t["barge_in"] + 2000)]
     assert late.size == 0, f"audio still playing at {late[:5]} ms, barge-in at {t['barge_in']:.0f} ms"
-    # What the user heard is the start of what the model wrote, and the LLM context keeps only that.
-    heard, written = str(first["agent_text"]), conversation.finished[0].agent_text
-    assert heard and written.startswith(heard.split()[0]) and len(heard) < len(written)
-    assert conversation.llm.history[1].content == heard
+    # What the user heard is the start of what the model wrote, and the chat service was told so:
+    # its context keeps only that.
+    heard, turn_id = str(first["agent_text"]), taps.llm.turn_id(str(first["user_text"]))
+    written = taps.llm.reply(turn_id)
+    assert heard and written.startswith(heard.split()[0]) and len(heard) < len(written), (heard, written)
+    _kept_only_what_was_heard(taps, turn_id, heard, at=1)
     assert wer(interruption.text, str(session.turns[1]["user_text"])) <= MAX_CLIP_WER
 
 
@@ -128,79 +146,144 @@ async def test_a_later_reply_cut_short_keeps_only_what_was_heard(stack: None, tm
         async for frame in while_(lambda: conversation.busy):
             yield frame
 
-    conversation, session = await converse(settings, tmp_path, frames, timeout_s=180)
+    session, taps = await _tapped_converse(settings, tmp_path, frames, timeout_s=180)
     assert [t["interrupted"] for t in session.turns] == [False, True, False], session.turns
     # What was heard of the second reply is counted from its own first sample, not the first reply's.
-    heard, written = str(session.turns[1]["agent_text"]), conversation.finished[1].agent_text
+    heard, turn_id = str(session.turns[1]["agent_text"]), taps.llm.turn_id(str(session.turns[1]["user_text"]))
+    written = taps.llm.reply(turn_id)
     assert heard and written.startswith(heard.split()[0]) and len(heard) < len(written), (heard, written)
-    assert conversation.llm.history[3].content == heard
+    _kept_only_what_was_heard(taps, turn_id, heard, at=3)
 
 
-async def _over_the_reply(tmp_path: Path, sound: bytes, **settings: Any) -> tuple[Conversation, Session]:
-    """``sound`` (16 kHz PCM) once the reply has played for a second, then 4 s of silence."""
+async def _tapped_converse(
+    settings: EdgeSettings,
+    tmp_path: Path,
+    frames: Frames,
+    timeout_s: float = 120,
+    tts_lead_s: float | None = None,
+) -> tuple[Session, Taps]:
+    """``converse`` with taps in front of the services: what they received and delivered."""
+    async with tapped(settings, tts_lead_s) as (tapped_settings, taps):
+        _, session = await converse(tapped_settings, tmp_path, frames, timeout_s)
+    return session, taps
+
+
+def _kept_only_what_was_heard(taps: Taps, turn_id: int, heard: str, at: int) -> None:
+    """The chat service was told what was heard of turn ``turn_id``'s reply (a Truncate), and its
+    context keeps that as the reply, message ``at`` of its history."""
+    told = [t.heard_text for t in taps.llm.truncated() if t.turn_id == turn_id]
+    assert told == [heard], (heard, taps.llm.truncated())
+    history = taps.llm.history()
+    assert history[at].role == llm_pb2.ROLE_ASSISTANT and history[at].content == heard, history
+
+
+def _one_turn_asked(taps: Taps, user_text: str) -> int:
+    """The chat service was asked ``user_text`` and kept no other turn (what it was asked and
+    then withdrawn it was told to forget); the turn's id."""
+    turn_id = taps.llm.turn_id(user_text)
+    retracted = set(taps.llm.retracted())
+    kept = {turn.turn_id for turn in taps.llm.user_turns() if turn.turn_id not in retracted}
+    assert kept == {turn_id}, (taps.llm.user_turns(), retracted)
+    return turn_id
+
+
+async def _over_the_reply(tmp_path: Path, sound: bytes, **settings: Any) -> tuple[Session, Taps, float]:
+    """``sound`` (16 kHz PCM) once the reply has played for a second, then 4 s of silence; when
+    (ms) the sound began."""
     question = english()[0]
     story = "Tell a long story of at least six sentences."
     edge = EdgeSettings(system_prompt=story, max_tokens=60, **settings)
     limit_s = 60 if edge.resume_ms < 4000 else 0
-    frames = over_the_reply(question.pcm(), sound + silence(4.0), [], limit_s)
-    return await converse(edge, tmp_path, frames, timeout_s=180)
+    spoke_at: list[float] = []
+    frames = over_the_reply(question.pcm(), sound + silence(4.0), spoke_at, limit_s)
+    # The reply's audio comes as it plays, so some of it comes while the reply is paused.
+    session, taps = await _tapped_converse(edge, tmp_path, frames, timeout_s=180, tts_lead_s=TTS_LEAD_S)
+    assert spoke_at, session.turns
+    return session, taps, spoke_at[0]
 
 
-def _played_whole_across_a_pause(conversation: Conversation, session: Session) -> None:
-    """The one reply was heard once: up to its pause, then from that sample the moment it resumed;
-    the model's context keeps all of it."""
+def _played_whole_across_a_pause(session: Session, taps: Taps) -> None:
+    """The one reply was heard once, as synthesized: up to its pause, then from that sample the
+    moment it resumed; the model's context keeps all of it."""
     assert len(session.turns) == 1, session.turns
-    t = session.turns[0]["t_ms"]
+    turn = session.turns[0]
+    t = turn["t_ms"]
     assert isinstance(t, dict)
-    assert session.turns[0]["interrupted"] is False and "barge_in" not in t, session.turns[0]
+    assert turn["interrupted"] is False and "barge_in" not in t, turn
     assert t["first_audio"] < t["paused"] < t["resumed"], t
-    assert [m.role for m in conversation.llm.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
-    assert conversation.llm.history[1].content == conversation.finished[0].agent_text
-    finished = conversation.finished[0]
-    reply = np.frombuffer(bytes(finished.audio), "<i2")
-    assert 0 < finished.played < len(reply), (finished.played, len(reply))
-    (_, stopped), (resumed, end) = played_in_order(session.samples, reply, (finished.played,))
+    turn_id = _one_turn_asked(taps, str(turn["user_text"]))
+    history = taps.llm.history()
+    assert [m.role for m in history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT], history
+    assert history[1].content.strip() == taps.llm.reply(turn_id).strip() == turn["agent_text"], (
+        history,
+        turn,
+    )
+    # The reference is the audio the speech service delivered for the turn, not the client's copy.
+    stretches = played_in_order(session.samples, taps.tts.audio(turn_id))
     ms = 1000 / session.output_rate_hz
-    assert stopped * ms <= t["paused"] + FRAME_MS + 1 and abs(resumed * ms - t["resumed"]) <= 2 * FRAME_MS, (
-        stopped * ms,
-        resumed * ms,
+    # Silent from its pause on; going on from the sample it stopped at when it resumed, or, if
+    # that audio was still being synthesized then, when it came.
+    after = next((i for i, s in enumerate(stretches) if s.at * ms >= t["paused"]), 0)
+    assert after, f"nothing played after the pause at {t['paused']} ms: {stretches}"
+    stopped, resumed = stretches[after - 1].until * ms, stretches[after].at * ms
+    came = session.ms_at(taps.tts.delivered_at(turn_id, stretches[after].first))
+    going_on = max(float(t["resumed"]), came)
+    assert stopped <= t["paused"] + FRAME_MS + 1 and abs(resumed - going_on) <= 2 * FRAME_MS, (
+        stopped,
+        resumed,
+        going_on,
         t,
     )
-    assert not session.samples[end:].any(), "something played after the reply"
+    assert not session.samples[stretches[-1].until :].any(), "something played after the reply"
 
 
 async def test_a_sound_with_no_words_pauses_the_reply_and_it_goes_on_from_there(
     stack: None, tmp_path: Path
 ) -> None:
     """Paper crumpled (1.1 s, voiced throughout): no words, so the reply goes on."""
-    conversation, session = await _over_the_reply(tmp_path, recorded("trash-empty"))
-    _played_whole_across_a_pause(conversation, session)
+    session, taps, _ = await _over_the_reply(tmp_path, recorded("trash-empty"))
+    _played_whole_across_a_pause(session, taps)
     assert "backchannels" not in session.turns[0]
 
 
 async def test_a_sound_over_the_reply_stays_paused_without_a_resume(stack: None, tmp_path: Path) -> None:
-    """The same sound with --resume-ms longer than the session: the reply stays paused."""
-    conversation, session = await _over_the_reply(tmp_path, recorded("trash-empty"), resume_ms=600_000)
-    t = session.turns[0]["t_ms"]
+    """The same sound with --resume-ms longer than the session: the reply stays paused, neither
+    going on nor cut short as a turn."""
+    session, taps, _ = await _over_the_reply(tmp_path, recorded("trash-empty"), resume_ms=600_000)
+    assert len(session.turns) == 1, session.turns
+    turn = session.turns[0]
+    t = turn["t_ms"]
     assert isinstance(t, dict)
-    assert "paused" in t and "resumed" not in t, t
-    finished = conversation.finished[0]
-    reply = np.frombuffer(bytes(finished.audio), "<i2")
-    [(_, end)] = played_in_order(session.samples, reply[: finished.played])
-    assert not session.samples[end:].any(), "the reply went on playing"
+    assert turn["interrupted"] is False and "paused" in t and "resumed" not in t, turn
+    turn_id = _one_turn_asked(taps, str(turn["user_text"]))
+    assert not taps.llm.truncated(), taps.llm.truncated()
+    # The start of the reply as synthesized played, and from its pause to the end nothing did.
+    reply = taps.tts.audio(turn_id)
+    stretches = played_up_to(session.samples, reply)
+    stopped = stretches[-1]
+    ms = 1000 / session.output_rate_hz
+    assert stopped.end < len(reply) and stopped.until * ms <= t["paused"] + FRAME_MS + 1, (stopped, t)
+    assert not session.samples[stopped.until :].any(), "the reply went on playing"
 
 
 @pytest.mark.parametrize("rec", backchannels()[:2], ids=lambda r: f"{r.text}-{r.id}")
 async def test_a_backchannel_over_the_reply_lets_it_go_on(
     stack: None, tmp_path: Path, rec: Recording
 ) -> None:
-    """A listener's "okay" (or "yes") pauses the reply, is judged a backchannel, and the reply goes
-    on from where it paused; it is no turn and the model never sees it."""
-    conversation, session = await _over_the_reply(tmp_path, rec.pcm())
-    _played_whole_across_a_pause(conversation, session)
+    """A listener's "okay" (or "yes") pauses the reply, is judged a backchannel on the words decoded
+    at its pause, and the reply goes on from where it paused, well before the silence after it
+    would end a turn; it is no turn and the model never sees it."""
+    session, taps, spoke_at = await _over_the_reply(tmp_path, rec.pcm(), silence_ms=BACKCHANNEL_SILENCE_MS)
+    _played_whole_across_a_pause(session, taps)
     turn = session.turns[0]
     t = turn["t_ms"]
     assert isinstance(t, dict) and t["paused"] < t["backchannel"] <= t["resumed"], t
+    # Resumed on the words decoded at the word's pause, not on its final after the silence that
+    # ends a turn. The end of the word is the recording's last 10 ms louder than -40 dBFS.
+    voice = loud_windows_ms(pcm16_to_float(rec.pcm()), 16000, -40.0)
+    late_ms = t["resumed"] - (spoke_at + float(voice[-1]) + 10)
+    stt = [(r.is_final, r.transcript) for r in taps.stt.results()]
+    assert late_ms <= BACKCHANNEL_RESUME_MS, (late_ms, t, "the STT service delivered:", stt)
     said = turn.get("backchannels")
     assert isinstance(said, list) and len(said) == 1 and wer(rec.text, str(said[0])) == 0, turn
 
@@ -208,10 +291,11 @@ async def test_a_backchannel_over_the_reply_lets_it_go_on(
 async def test_the_same_word_stops_the_reply_when_it_is_no_backchannel(stack: None, tmp_path: Path) -> None:
     """With no backchannels (--backchannels ""), the same "okay" is a turn: the reply stops for it."""
     rec = backchannels()[0]
-    conversation, session = await _over_the_reply(tmp_path, rec.pcm(), backchannels=())
+    session, taps, _ = await _over_the_reply(tmp_path, rec.pcm(), backchannels=())
     assert [t["interrupted"] for t in session.turns] == [True, False], session.turns
     assert wer(rec.text, str(session.turns[1]["user_text"])) == 0, session.turns
-    assert conversation.llm.history[1].content == session.turns[0]["agent_text"]
+    heard, turn_id = str(session.turns[0]["agent_text"]), taps.llm.turn_id(str(session.turns[0]["user_text"]))
+    _kept_only_what_was_heard(taps, turn_id, heard, at=1)
 
 
 SHORT_INTERRUPTIONS = ("archer_select11", "norsemen-valkyrie_ack2", "rott_no")  # "what?", "hey!", "no"
@@ -223,14 +307,15 @@ SHORT_INTERRUPTIONS = ("archer_select11", "norsemen-valkyrie_ack2", "rott_no")  
 async def test_a_short_real_interruption_stops_the_reply(stack: None, tmp_path: Path, rec: Recording) -> None:
     """A user's "what?", "hey!" or "no" over the reply is no backchannel, however short: the
     reply stops, the word is the next turn, and the model hears it after what was played."""
-    conversation, session = await _over_the_reply(tmp_path, rec.pcm())
+    session, taps, _ = await _over_the_reply(tmp_path, rec.pcm())
     assert [t["interrupted"] for t in session.turns] == [True, False], session.turns
     t = session.turns[0]["t_ms"]
     assert isinstance(t, dict) and "resumed" not in t and "backchannels" not in session.turns[0], t
     assert wer(rec.text, str(session.turns[1]["user_text"])) == 0, session.turns
-    history = conversation.llm.history
+    heard, turn_id = str(session.turns[0]["agent_text"]), taps.llm.turn_id(str(session.turns[0]["user_text"]))
+    _kept_only_what_was_heard(taps, turn_id, heard, at=1)
+    history = taps.llm.history()
     assert [m.role for m in history[:3]] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT, llm_pb2.ROLE_USER]
-    assert history[1].content == session.turns[0]["agent_text"]
     assert wer(rec.text, history[2].content) == 0, history
 
 
@@ -267,7 +352,7 @@ async def test_a_plainly_finished_sentence_is_answered_before_the_silence_would_
     rec = english()[4]
     settings = EdgeSettings(max_tokens=20, turn_detector="bounded")
 
-    conversation, session = await converse(
+    session, taps = await _tapped_converse(
         settings, tmp_path, then_quiet(silence(0.3) + rec.pcm() + silence(2.0))
     )
     assert len(session.turns) == 1, session.turns
@@ -277,11 +362,15 @@ async def test_a_plainly_finished_sentence_is_answered_before_the_silence_would_
     assert isinstance(judged, list) and judged and judged[-1]["verdict"] == "done", turn
     t = turn["t_ms"]
     assert isinstance(t, dict)
-    assert t["held"] <= t["released"] == t["end_of_turn"] < t["speech_end"] + DEFAULT_SILENCE_MS, t
+    assert t["held"] <= t["released"] == t["end_of_turn"], t
+    # Ended at the verdict, not by the silence after it.
+    assert abs(t["end_of_turn"] - judged[-1]["at_ms"]) <= FRAME_MS, (t, judged)
+    assert t["end_of_turn"] - t["speech_end"] <= EARLY_END_MS, t
     audible = session.audible()
     assert audible.size and audible[0] >= t["end_of_turn"] - FRAME_MS, (audible[:3], t)
     # The reply was made from the words at the pause; the final's words were not asked again.
-    assert [m.role for m in conversation.llm.history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
+    _one_turn_asked(taps, str(turn["user_text"]))
+    assert [m.role for m in taps.llm.history()] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
 
 
 async def test_a_pause_after_plainly_unfinished_words_waits_for_the_rest(stack: None, tmp_path: Path) -> None:
@@ -381,7 +470,7 @@ async def test_a_held_reply_is_withdrawn_when_the_user_goes_on(stack: None, tmp_
     first, second = english()[1], english()[4]
     settings = EdgeSettings(max_tokens=20, pause_ms=200, silence_ms=1500)
 
-    conversation, session = await converse(
+    session, taps = await _tapped_converse(
         settings,
         tmp_path,
         then_quiet(silence(0.3) + first.pcm() + silence(0.9) + second.pcm() + silence(2.0)),
@@ -395,11 +484,18 @@ async def test_a_held_reply_is_withdrawn_when_the_user_goes_on(stack: None, tmp_
     assert wer(first.text, str(withdrawn[0]["user_text"])) <= MAX_CLIP_WER, withdrawn
     w = withdrawn[0]["t_ms"]
     assert w["held"] < w["withdrawn"] and "first_audio" not in w, w
-    # The model's context has the whole turn once, and nothing of the withdrawn reply.
-    history = conversation.llm.history
-    assert [m.role for m in history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT]
+    # The chat service was told to forget the withdrawn turn: its context has the whole turn
+    # once, and nothing of the withdrawn reply.
+    withdrawn_id = taps.llm.turn_id(str(withdrawn[0]["user_text"]))
+    assert withdrawn_id in taps.llm.retracted(), (withdrawn_id, taps.llm.requests())
+    turn_id = _one_turn_asked(taps, str(turn["user_text"]))
+    history = taps.llm.history()
+    assert [m.role for m in history] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT], history
     assert history[0].content == turn["user_text"]
-    assert history[1].content == conversation.finished[0].agent_text
+    assert history[1].content.strip() == taps.llm.reply(turn_id).strip() == turn["agent_text"], (
+        history,
+        turn,
+    )
     # Nothing was heard before the end of the whole turn.
     t = turn["t_ms"]
     assert isinstance(t, dict)

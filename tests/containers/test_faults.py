@@ -17,13 +17,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conversation.core import Conversation, State, Turn
+from conversation import Conversation, State
 from edge_client.config import EdgeSettings
 from harness.edge import converse, frames_of, played_in_order, silence, speaking_for, while_
-from harness.speech import english, wer
+from harness.speech import english, normalize, wer
+from harness.tap import tapped
 from tests.containers.conftest import compose
 
 MAX_CLIP_WER = 0.3
@@ -59,17 +59,19 @@ def _replying(service: str) -> Callable[[Conversation], bool]:
 class Fault:
     restart_s: float = 0.0
     killed_at_ms: float = 0.0
-    turn: Turn | None = None  # the agent's turn when the kill landed
-    generating: bool = False  # ... and its reply was still being synthesized
+    killed_at_s: float = 0.0  # time.monotonic()
+    # Where the user's speech began, of the agent's turn in progress when the kill landed.
+    replying_to_ms: float | None = None
     state: State = State.LISTENING
 
 
 async def _restart(service: str, conversation: Conversation, fault: Fault) -> None:
     started = time.monotonic()
     await asyncio.to_thread(compose, "kill", service)
-    fault.killed_at_ms = conversation.now_ms()
-    fault.turn, fault.state = conversation.current, conversation.state
-    fault.generating = fault.turn is not None and not fault.turn.synthesized.is_set()
+    fault.killed_at_ms, fault.killed_at_s = conversation.now_ms(), time.monotonic()
+    turn = conversation.current
+    fault.replying_to_ms = None if turn is None else turn.t_ms.get("speech_start")
+    fault.state = conversation.state
     await asyncio.to_thread(compose, "up", "-d", "--wait", service)
     fault.restart_s = time.monotonic() - started
 
@@ -105,20 +107,27 @@ async def test_a_restart_loses_nothing_and_repeats_nothing(
         async for frame in while_(lambda: conversation.busy or not tasks[0].done(), 120):
             yield frame
 
-    conversation, session = await converse(settings, tmp_path, frames, timeout_s=300)
+    async with tapped(settings) as (settings, taps):
+        _, session = await converse(settings, tmp_path, frames, timeout_s=300)
     assert tasks and tasks[0].done(), "the fault never came"
     tasks[0].result()
     shown = session.stderr
+    # Each reported turn's id, as the chat service was asked it.
+    ids = [taps.llm.turn_id(str(turn["user_text"])) for turn in session.turns]
 
     # The kill landed where it was meant to.
     if moment == "replying":
-        assert fault.turn is not None and fault.turn.id == 1, (fault, shown)
+        t0 = session.turns[0]["t_ms"] if session.turns else {}
+        assert isinstance(t0, dict) and fault.replying_to_ms == t0.get("speech_start"), (fault, shown)
         if service == "tts":
-            assert fault.generating, "the reply was all synthesized before the kill landed"
+            synthesized_at = taps.tts.synthesized_at(ids[0])
+            assert synthesized_at is None or synthesized_at > fault.killed_at_s, (
+                "the reply was all synthesized before the kill landed"
+            )
         if service == "stt":
             assert fault.state == State.SPEAKING, fault
     else:
-        assert fault.turn is None, fault
+        assert fault.replying_to_ms is None, fault
         words_ms = (LEAD_S + first.duration_s) * 1000
         assert (fault.killed_at_ms < LEAD_S * 1000) == (moment == "silent") and fault.killed_at_ms < words_ms
 
@@ -139,11 +148,16 @@ async def test_a_restart_loses_nothing_and_repeats_nothing(
         assert "chat service" in str(session.turns[0].get("error", "")), session.turns[0]
         assert "[the chat service failed" in shown, shown
 
-    # Each reply was played once, sample for sample as synthesized, and each piece of its text
-    # was synthesized once, in order: no sentence is heard twice.
+    # Each reply was played once, sample for sample as the speech service delivered it, over
+    # every stream; and each piece of its text was synthesized once, in order: no sentence is
+    # heard twice (the pieces' words are the reply's words, once each).
     at = 0
-    for reply in conversation.finished:
-        [(_, at)] = played_in_order(session.samples, np.frombuffer(bytes(reply.audio), "<i2"), start=at)
-        spoken = " ".join(piece.text for piece in reply.pieces)
-        assert wer(reply.agent_text, spoken) <= 0.05, (reply.agent_text, spoken)
+    for turn, turn_id in zip(session.turns, ids, strict=True):
+        pieces = taps.tts.pieces(turn_id)
+        spoken = " ".join(piece.text for piece in pieces)
+        assert normalize(spoken).split() == normalize(str(turn["agent_text"])).split(), (
+            [piece.text for piece in pieces],
+            turn["agent_text"],
+        )
+        at = played_in_order(session.samples, taps.tts.audio(turn_id), start=at)[-1].until
     assert not session.samples[at:].any(), "something played after the last reply"
