@@ -272,8 +272,16 @@ async def test_a_backchannel_over_the_reply_lets_it_go_on(
 ) -> None:
     """A listener's "okay" (or "yes") pauses the reply, is judged a backchannel on the words decoded
     at its pause, and the reply goes on from where it paused, well before the silence after it
-    would end a turn; it is no turn and the model never sees it."""
-    session, taps, spoke_at = await _over_the_reply(tmp_path, rec.pcm(), silence_ms=BACKCHANNEL_SILENCE_MS)
+    would end a turn; it is no turn and the model never sees it.
+
+    Now and then (2 runs in 29) the STT service decodes no words at the word's pause; the
+    conversation is then held once more, so that what is checked is the core's use of them."""
+    for again in (False, True):
+        session, taps, spoke_at = await _over_the_reply(
+            tmp_path, rec.pcm(), silence_ms=BACKCHANNEL_SILENCE_MS
+        )
+        if again or any(not r.is_final and r.transcript.strip() for r in taps.stt.results()):
+            break
     _played_whole_across_a_pause(session, taps)
     turn = session.turns[0]
     t = turn["t_ms"]
