@@ -81,13 +81,13 @@ class Link(Generic[Item, Req, Resp]):
             self._outbox.put_nowait(None)
 
     async def run(self) -> None:
-        attempt = 0
+        attempt, told = 0, ""
         while not self._closing:
             outbox: asyncio.Queue[Item | None] = asyncio.Queue()
             opened_at = time.monotonic()
             try:
                 async with open_channel(self.address, self._security, _CHANNEL_OPTIONS) as channel:
-                    await channel.channel_ready()
+                    # No wait for a connection: a service that is down fails the health check at once.
                     if not await serving(channel):
                         raise _Starting(f"the {self.service} service at {self.address} is loading its model")
                     await self._prepare(channel)
@@ -118,8 +118,10 @@ class Link(Generic[Item, Req, Resp]):
                 outbox.put_nowait(None)  # the old stream's request iterator ends here, whatever grpc does
             if time.monotonic() - opened_at > _HEALTHY_S:
                 attempt = 0
-            if attempt == 0:
-                self._notify(problem)  # once, not at every retry
+            kind = problem.split(" (", 1)[0]  # the details of a failed call vary; its kind does not
+            if attempt == 0 or kind != told:
+                self._notify(problem)  # once for each kind of trouble, not at every retry
+                told = kind
             self._on_lost()
             await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
             attempt += 1
