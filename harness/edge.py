@@ -20,11 +20,9 @@ import numpy as np
 from conversation import Conversation, State
 from edge_client.config import EdgeSettings
 from edge_client.files import WavOutput
-from foundation.audio import FRAME_MS
+from foundation.audio import FRAME_BYTES, FRAME_MS, RATE_HZ, frames
+from foundation.audio import silence as silence
 from harness.speech import REPO
-
-RATE_HZ = 16000
-FRAME_BYTES = RATE_HZ * FRAME_MS // 1000 * 2
 
 
 def write_wav(path: Path, pcm: bytes, rate_hz: int = RATE_HZ) -> Path:
@@ -34,10 +32,6 @@ def write_wav(path: Path, pcm: bytes, rate_hz: int = RATE_HZ) -> Path:
         w.setframerate(rate_hz)
         w.writeframes(pcm)
     return path
-
-
-def silence(seconds: float) -> bytes:
-    return b"\0\0" * int(seconds * RATE_HZ)
 
 
 @dataclass
@@ -100,7 +94,7 @@ def read_session(out: Path, report: Path | None, stderr: str = "") -> Session:
 
 def frames_of(pcm: bytes) -> list[bytes]:
     """``pcm`` as 30 ms frames, the last padded with silence."""
-    return [pcm[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0") for i in range(0, len(pcm), FRAME_BYTES)]
+    return frames(pcm)
 
 
 async def converse(
