@@ -116,7 +116,8 @@ class Conversation:
     def feed(self, frame: bytes) -> None:
         self._clock.tick()
         if (
-            self.stt.turn_detection is False
+            self._detector.uses_model  # only such a policy falls back; none asks each frame
+            and self.stt.turn_detection is False
             and (plain := self._detector.without_model()) is not self._detector
         ):
             self._detector = plain  # the STT service has no end-of-turn model: the policy falls back
