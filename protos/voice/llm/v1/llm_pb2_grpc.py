@@ -55,8 +55,9 @@ class LlmServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StreamingChat(self, request_iterator, context):
-        """One conversation per stream: config first, then user turns, cancels,
-        truncations and retractions. Each turn streams text deltas and ends with a TurnEnd.
+        """One conversation per stream: config first, then user turns, cancels, truncations,
+        retractions, updates and tool results. Each turn streams text deltas (and tool
+        call pieces) and ends with a TurnEnd.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
