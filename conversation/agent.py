@@ -17,9 +17,11 @@ from enum import Enum
 from typing import IO
 
 from conversation.links import LlmLink, TtsLink
+from conversation.links.llm import tool_set
 from conversation.messages import AudioChunk, ReplyDelta, ReplyEnd, Speech
 from conversation.player import Output, ReplyPlayer
 from conversation.settings import ConversationSettings
+from conversation.tools import Tools
 from conversation.turn import Turn
 from foundation.audio import FRAME_MS
 
@@ -61,9 +63,14 @@ class Agent:
         show: Callable[[str, str], None],
         report: IO[str] | None,
         events: Events,
+        tools: Tools | None = None,
     ) -> None:
         note = lambda text: show("note", text)  # noqa: E731
-        self.llm = LlmLink(settings.llm, settings.security, settings.system_prompt, settings.max_tokens, note)
+        self.tools = tools
+        offered = tool_set(tools.specs(), tools.tool_choice) if tools is not None else None
+        self.llm = LlmLink(
+            settings.llm, settings.security, settings.system_prompt, settings.max_tokens, note, offered
+        )
         self.tts = TtsLink(
             settings.tts, settings.security, settings.voice, speaker.sample_rate_hz, self._on_speech, note
         )
@@ -79,6 +86,13 @@ class Agent:
         self._events = events
         self._task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
+
+    def update(self, system_prompt: str | None = None, tools: Tools | None = None) -> None:
+        """New instructions or tools, from the next reply on; the conversation so far stays.
+        None leaves one as it is; tools with no specs take them all away."""
+        self.tools = tools if tools is not None else self.tools
+        offered = tool_set(tools.specs(), tools.tool_choice) if tools is not None else None
+        self.llm.update(system_prompt, offered)
 
     def start(
         self,

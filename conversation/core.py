@@ -7,11 +7,11 @@
     paused --quiet, no words (a cough, a door)--> the reply goes on where it stopped
     paused --only a backchannel ("mm-hmm", "yeah")--> the reply goes on; it is no turn
 
-It wires the parts: the endpointer and the STT link hear the user (whose audio is never
-paused), a turn detector (``detectors``) decides when the user's turn is over, and the agent
-(``agent``) thinks and speaks one turn at a time. A reply may be prepared at a short pause
-(``pause_ms``) and held: played if the silence lasts to the end of the turn, withdrawn (from
-the model's context too) if the user goes on, the next transcript joined to this one.
+It wires the parts: the endpointer and the STT link hear the user (whose audio is never paused), a
+turn detector (``detectors``) decides when the user's turn is over, and the agent (``agent``) thinks
+(calling tools) and speaks one turn at a time. A reply may be prepared at a short pause (``pause_ms``)
+and held: played if the silence lasts to the end of the turn, withdrawn (from the model's context
+too) if the user goes on, the next transcript joined to this one.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from conversation.links import Links, SttLink
 from conversation.messages import Final, SpeechEvent
 from conversation.player import Output
 from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings
+from conversation.tools import Tools
 from conversation.turn import Turn
 from conversation.utterances import Utterance, Utterances
 from foundation.audio import FRAME_MS
@@ -46,10 +47,12 @@ class Conversation:
         show: Callable[[str, str], None],
         report: IO[str] | None = None,
         events: Events | None = None,
+        tools: Tools | None = None,
     ) -> None:
         self.settings = settings
         self._events = events or Events()
         self._show = show  # (kind, text): kind is "you", "ai", "state", "latency" or "note"
+        self._note: Callable[[str], None] = lambda text: show("note", text)
         self.state = State.LISTENING
         self._clock = AudioClock()
         self.now_ms = self._clock.now_ms
@@ -70,7 +73,8 @@ class Conversation:
         self._passed = -1.0  # the turn start of the speech last let pass as a backchannel at its pause
         self._prepared_for = -1.0  # the turn start of the speech a held reply was prepared for at a pause
         self._stt_heard_at = -1.0  # ms: when the STT service last judged a pause (it heard speech)
-        self.agent = Agent(settings, speaker, self.now_ms, self._set_state, show, report, self._events)
+        self.agent = Agent(settings, speaker, self.now_ms, self._set_state, show, report, self._events, tools)
+        self.update = self.agent.update  # new instructions or tools, from the next reply on
         self.agent.user_speaking = lambda: self._endpointer.speaking
         self._utterances = Utterances()  # awaiting their finals
         self._carry = ""  # transcript of a pause the user spoke on after
@@ -102,9 +106,6 @@ class Conversation:
         if state != self.state:
             self.state = state
             self._show("state", state.value)
-
-    def _note(self, text: str) -> None:
-        self._show("note", text)
 
     def start(self) -> None:
         self._links.start()
@@ -200,9 +201,8 @@ class Conversation:
 
     def _no_words_came(self, turn: Turn) -> bool:
         """The sound that paused the reply has proved to be no words."""
-        if self._endpointer.quiet_ms() < self.settings.resume_ms:
-            return False
-        if self._utterances.final_may_come(self.now_ms()):
+        quiet = self._endpointer.quiet_ms() >= self.settings.resume_ms
+        if not quiet or self._utterances.final_may_come(self.now_ms()):
             return False
         # The STT service took it for speech: wait for the end of that turn and its final.
         return not (self._stt_heard_at >= turn.paused_at and self._endpointer.speaking)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from conversation.tools import ToolCall
+
 
 @dataclass(frozen=True)
 class Final:
@@ -50,7 +52,17 @@ class ReplyEnd:
     error: str = ""
 
 
-Reply = ReplyDelta | ReplyEnd
+@dataclass(frozen=True)
+class ToolCalls:
+    """The model called tools: its turn goes on once each call has its result. ``text`` is what
+    it wrote before the calls."""
+
+    turn_id: int
+    text: str
+    calls: tuple[ToolCall, ...]
+
+
+Reply = ReplyDelta | ToolCalls | ReplyEnd
 
 
 @dataclass(frozen=True)

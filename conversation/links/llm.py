@@ -1,18 +1,29 @@
-"""The conversation's stream to the chat service: user turns in, the reply's deltas and end out,
-as the core's own types. The history is mirrored here to restore it on a new stream."""
+"""The conversation's stream to the chat service: user turns and tool results in, the reply's
+deltas, tool calls and end out, as the core's own types. The history (with the calls and their
+results) is mirrored here to restore it on a new stream."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 
 import grpc
 
 from conversation.links.base import RESEND_WAIT_S, Link, Notify
-from conversation.messages import Reply, ReplyDelta, ReplyEnd
+from conversation.messages import Reply, ReplyDelta, ReplyEnd, ToolCalls
+from conversation.tools import ToolCall, ToolSpec
 from foundation.channels import Security
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
+
+
+def tool_set(specs: Sequence[ToolSpec], tool_choice: str = "auto") -> llm_pb2.ToolSet:
+    tools = [
+        llm_pb2.Tool(name=s.name, description=s.description, parameters_json=json.dumps(s.parameters))
+        for s in specs
+    ]
+    return llm_pb2.ToolSet(tools=tools, tool_choice=tool_choice)
 
 
 @dataclass
@@ -22,7 +33,11 @@ class _Asked:
     text: str
     turn_id: int
     events: asyncio.Queue[Reply]
-    deltas: str = ""
+    deltas: str = ""  # all it wrote
+    step: str = ""  # what it wrote since its last calls (or its start)
+    steps: int = 0  # times it called tools
+    awaiting: set[str] = field(default_factory=set)  # the calls without a result yet
+    resumed: bool = False  # every call has its result, and the service has not answered since
     give_up: asyncio.TimerHandle | None = None  # ends the turn if the service stays away
 
 
@@ -32,17 +47,26 @@ class LlmLink(
     """The conversation's stream; the history is mirrored here to restore it on a new stream.
 
     A turn cut by a lost stream before its first word is asked again on the next
-    stream (for up to ``RESEND_WAIT_S``); one cut after its first words ends there,
-    with an error: what was already said is never said again.
+    stream (for up to ``RESEND_WAIT_S``); one cut after its first words or calls ends
+    there, with an error: what was already said or done is never done again.
+
+    A turn that calls tools yields ``ToolCalls``; when each call has its ``tool_result``
+    the service goes on with the same turn.
     """
 
     service = "llm"
 
     def __init__(
-        self, address: str, security: Security, system_prompt: str, max_tokens: int, notify: Notify
+        self,
+        address: str,
+        security: Security,
+        system_prompt: str,
+        max_tokens: int,
+        notify: Notify,
+        tools: llm_pb2.ToolSet | None = None,
     ) -> None:
         super().__init__(address, security, notify)
-        self._config = llm_pb2.ChatConfig(system_prompt=system_prompt, max_tokens=max_tokens)
+        self._config = llm_pb2.ChatConfig(system_prompt=system_prompt, max_tokens=max_tokens, tools=tools)
         self.history: list[llm_pb2.Message] = []
         self._asked: _Asked | None = None
 
@@ -57,8 +81,9 @@ class LlmLink(
                 event = await asked.events.get()
                 yield event
                 if isinstance(event, ReplyEnd):
-                    if event.text:
-                        self.history.append(llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT, content=event.text))
+                    text = asked.step if asked.steps else event.text
+                    if text:
+                        self.history.append(llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT, content=text))
                     return
         finally:
             if asked.give_up is not None:
@@ -66,9 +91,30 @@ class LlmLink(
             if self._asked is asked:
                 self._asked = None
 
+    def tool_result(self, call_id: str, output: str, is_error: bool = False) -> None:
+        """The outcome of one of the turn's calls; the turn goes on when each has its own."""
+        asked = self._asked
+        if asked is None or call_id not in asked.awaiting:
+            return  # of a turn that is over
+        asked.awaiting.discard(call_id)
+        asked.resumed = not asked.awaiting
+        self.history.append(llm_pb2.Message(role=llm_pb2.ROLE_TOOL, content=output, tool_call_id=call_id))
+        result = llm_pb2.ToolResult(call_id=call_id, output=output, is_error=is_error)
+        self.send(llm_pb2.StreamingChatRequest(tool_result=result))
+
+    def update(self, system_prompt: str | None = None, tools: llm_pb2.ToolSet | None = None) -> None:
+        """New instructions or tools from the next generation on (here and on any later stream)."""
+        update = llm_pb2.ConfigUpdate(tools=tools)
+        if system_prompt is not None:
+            self._config.system_prompt = update.system_prompt = system_prompt
+        if tools is not None:
+            self._config.tools.CopyFrom(tools)
+        self.send(llm_pb2.StreamingChatRequest(update=update))
+
     def cancel(self, turn_id: int) -> None:
         asked = self._asked
-        if not self.send(llm_pb2.StreamingChatRequest(cancel=llm_pb2.Cancel(turn_id=turn_id))) and asked:
+        sent = self.send(llm_pb2.StreamingChatRequest(cancel=llm_pb2.Cancel(turn_id=turn_id)))
+        if asked is not None and (not sent or asked.awaiting):
             self._end(asked)  # nothing runs in the service to cancel
 
     def truncate(self, heard: str, turn_id: int) -> None:
@@ -108,21 +154,46 @@ class LlmLink(
     def _on_response(self, response: llm_pb2.StreamingChatResponse) -> None:
         asked = self._asked
         kind = response.WhichOneof("response")
-        turn_id = response.delta.turn_id if kind == "delta" else response.turn_end.turn_id
+        if kind == "error":
+            self._refused(response.error)
+            return
+        turn_id = getattr(response, kind).turn_id
         if asked is None or turn_id != asked.turn_id:
             return  # of a turn that is over
         if asked.give_up is not None:
             asked.give_up.cancel()
+        asked.resumed = False
         if kind == "delta":
             asked.deltas += response.delta.text
+            asked.step += response.delta.text
             asked.events.put_nowait(ReplyDelta(turn_id, response.delta.text))
-        else:
+        elif kind == "turn_end" and response.turn_end.finish_reason == llm_pb2.FINISH_REASON_TOOL_CALLS:
+            self._called(asked, response.turn_end.tool_calls)
+        elif kind == "turn_end":
             end = response.turn_end
             asked.events.put_nowait(ReplyEnd(turn_id, end.text, end.error.message))
 
+    def _called(self, asked: _Asked, calls: Sequence[llm_pb2.ToolCall]) -> None:
+        """The model called tools: the step goes into the history; the calls await their results."""
+        message = llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT, content=asked.step, tool_calls=calls)
+        self.history.append(message)
+        called = ToolCalls(asked.turn_id, asked.step, tuple(_call(c) for c in calls))
+        asked.step, asked.steps = "", asked.steps + 1
+        asked.awaiting = {c.id for c in calls}
+        asked.events.put_nowait(called)
+
+    def _refused(self, error: llm_pb2.RequestError) -> None:
+        """The service refused a request; the stream goes on. A turn that waits on it ends."""
+        message = f"the chat service refused a request: {error.message}"
+        asked = self._asked
+        if asked is not None and asked.resumed:
+            self._end(asked, message)  # a refused tool result: the turn would not go on
+        else:
+            self._notify(message)
+
     def _on_lost(self) -> None:
         asked = self._asked
-        if asked is not None and asked.deltas:
+        if asked is not None and (asked.deltas or asked.steps):
             self._end(asked, "the chat service was lost during this reply")
         elif asked is not None:
             self._wait_for_service(asked)
@@ -138,3 +209,12 @@ class LlmLink(
             return
         self._asked = None
         asked.events.put_nowait(ReplyEnd(asked.turn_id, asked.deltas, error))
+
+
+def _call(call: llm_pb2.ToolCall) -> ToolCall:
+    try:
+        arguments = json.loads(call.arguments_json or "{}")
+    except ValueError:
+        arguments = None
+    # The service checks arguments against the tool's schema; this keeps the core's type honest.
+    return ToolCall(call.id, call.name, arguments if isinstance(arguments, dict) else {})

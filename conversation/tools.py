@@ -1,0 +1,90 @@
+"""Tools the chat model may call during a turn: what a tool and a call are, and where a
+conversation's tools come from and are run (``Tools``: MCP servers, the built-in clock, a
+Realtime client). Several sources serve as one through ``Toolbox``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# How long a call may take before its result is an error for the model.
+DEFAULT_TIMEOUT_S = 10.0
+# Calls one turn may make; the model is told of any beyond, as an error result.
+MAX_CALLS_PER_TURN = 4
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call; ``parameters`` is the JSON Schema of its arguments (an object)."""
+
+    name: str
+    description: str
+    parameters: dict[str, object] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the model made: ``id`` is the chat service's name for it, which its result answers."""
+
+    id: str
+    name: str
+    arguments: dict[str, object]
+
+
+class Tools(Protocol):
+    """Where a conversation's tools come from and are run."""
+
+    # Whether the agent speaks a filler ("one moment") while a call is slow.
+    fillers: bool
+    timeout_s: float
+    # "auto": the model decides; "none": no calls; "required": at least one; or a tool's name.
+    tool_choice: str
+
+    def specs(self) -> list[ToolSpec]: ...
+
+    async def call(self, call: ToolCall) -> str:
+        """The call's output (text or JSON text); an exception becomes an error result the model sees."""
+        ...
+
+
+class ToolError(Exception):
+    """A tool's call failed; the message is what the model is told."""
+
+
+class Toolbox:
+    """Several sources as one set of tools, by source name; where two sources name a tool alike,
+    each is called ``<source>__<tool>``."""
+
+    def __init__(
+        self,
+        sources: dict[str, Tools],
+        fillers: bool = True,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        tool_choice: str = "auto",
+    ) -> None:
+        self.fillers, self.timeout_s, self.tool_choice = fillers, timeout_s, tool_choice
+        self._sources = sources
+        self._by_name: dict[str, tuple[Tools, str]] = {}
+        self._specs: list[ToolSpec] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take the sources' tools again (a source's list changed)."""
+        listed = [(source, name, spec) for name, source in self._sources.items() for spec in source.specs()]
+        counts: dict[str, int] = {}
+        for _, _, spec in listed:
+            counts[spec.name] = counts.get(spec.name, 0) + 1
+        self._by_name, self._specs = {}, []
+        for source, source_name, spec in listed:
+            name = spec.name if counts[spec.name] == 1 else f"{source_name}__{spec.name}"
+            self._by_name[name] = (source, spec.name)
+            self._specs.append(ToolSpec(name, spec.description, spec.parameters))
+
+    def specs(self) -> list[ToolSpec]:
+        return list(self._specs)
+
+    async def call(self, call: ToolCall) -> str:
+        if call.name not in self._by_name:
+            raise ToolError(f"there is no tool named {call.name!r}")
+        source, name = self._by_name[call.name]
+        return await source.call(ToolCall(call.id, name, call.arguments))
