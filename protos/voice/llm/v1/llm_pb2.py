@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/llm/v1/llm.proto\x12\x0cvoice.llm.v1\"~\n\x07Message\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.voice.llm.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.voice.llm.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"A\n\x07ToolSet\x12!\n\x05tools\x18\x01 \x03(\x0b\x32\x12.voice.llm.v1.Tool\x12\x13\n\x0btool_choice\x18\x02 \x01(\t\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"\xbe\x01\n\nChatConfig\x12\x15\n\rsystem_prompt\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x0btemperature\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12&\n\x07history\x18\x05 \x03(\x0b\x32\x15.voice.llm.v1.Message\x12$\n\x05tools\x18\x06 \x01(\x0b\x32\x15.voice.llm.v1.ToolSetB\x0e\n\x0c_temperature\"b\n\x0c\x43onfigUpdate\x12\x1a\n\rsystem_prompt\x18\x01 \x01(\tH\x00\x88\x01\x01\x12$\n\x05tools\x18\x02 \x01(\x0b\x32\x15.voice.llm.v1.ToolSetB\x10\n\x0e_system_prompt\"?\n\nToolResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x10\n\x08is_error\x18\x03 \x01(\x08\")\n\x08UserTurn\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\x04\"\x19\n\x06\x43\x61ncel\x12\x0f\n\x07turn_id\x18\x01 \x01(\x04\"/\n\x08Truncate\x12\x12\n\nheard_text\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\x04\"\x1a\n\x07Retract\x12\x0f\n\x07turn_id\x18\x01 \x01(\x04\"\xd7\x02\n\x14StreamingChatRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.voice.llm.v1.ChatConfigH\x00\x12+\n\tuser_turn\x18\x02 \x01(\x0b\x32\x16.voice.llm.v1.UserTurnH\x00\x12&\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x14.voice.llm.v1.CancelH\x00\x12*\n\x08truncate\x18\x04 \x01(\x0b\x32\x16.voice.llm.v1.TruncateH\x00\x12(\n\x07retract\x18\x05 \x01(\x0b\x32\x15.voice.llm.v1.RetractH\x00\x12,\n\x06update\x18\x06 \x01(\x0b\x32\x1a.voice.llm.v1.ConfigUpdateH\x00\x12/\n\x0btool_result\x18\x07 \x01(\x0b\x32\x18.voice.llm.v1.ToolResultH\x00\x42\t\n\x07request\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"V\n\x07Timings\x12\x1e\n\x16time_to_first_token_ms\x18\x01 \x01(\x02\x12\x10\n\x08total_ms\x18\x02 \x01(\x02\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x02\">\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nturn_index\x18\x02 \x01(\r\x12\x0f\n\x07turn_id\x18\x03 \x01(\x04\"=\n\tTurnError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x9f\x02\n\x07TurnEnd\x12\x12\n\nturn_index\x18\x01 \x01(\r\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.voice.llm.v1.FinishReason\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.voice.llm.v1.Usage\x12&\n\x07timings\x18\x04 \x01(\x0b\x32\x15.voice.llm.v1.Timings\x12\x0c\n\x04text\x18\x05 \x01(\t\x12&\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.voice.llm.v1.TurnError\x12\x0e\n\x06\x65ngine\x18\x07 \x01(\t\x12\x0f\n\x07turn_id\x18\x08 \x01(\x04\x12*\n\ntool_calls\x18\t \x03(\x0b\x32\x16.voice.llm.v1.ToolCall\"b\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\x12\x0f\n\x07turn_id\x18\x05 \x01(\x04\"-\n\x0cRequestError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd7\x01\n\x15StreamingChatResponse\x12(\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x17.voice.llm.v1.TextDeltaH\x00\x12)\n\x08turn_end\x18\x02 \x01(\x0b\x32\x15.voice.llm.v1.TurnEndH\x00\x12\x30\n\ttool_call\x18\x03 \x01(\x0b\x32\x1b.voice.llm.v1.ToolCallDeltaH\x00\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1a.voice.llm.v1.RequestErrorH\x00\x42\n\n\x08response\"`\n\x0b\x43hatRequest\x12(\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.voice.llm.v1.ChatConfig\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.voice.llm.v1.Message\"\xd7\x01\n\x0c\x43hatResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.voice.llm.v1.FinishReason\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.voice.llm.v1.Usage\x12&\n\x07timings\x18\x04 \x01(\x0b\x32\x15.voice.llm.v1.Timings\x12\x0e\n\x06\x65ngine\x18\x05 \x01(\t\x12*\n\ntool_calls\x18\x06 \x03(\x0b\x32\x16.voice.llm.v1.ToolCall\"\x10\n\x0eGetInfoRequest\"o\n\x0fGetInfoResponse\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontext_size\x18\x03 \x01(\r\x12\x17\n\x0f\x66\x61llback_engine\x18\x04 \x01(\t\x12\x0e\n\x06notice\x18\x05 \x01(\t*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\xb3\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x04\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x05\x32\xf1\x01\n\nLlmService\x12\\\n\rStreamingChat\x12\".voice.llm.v1.StreamingChatRequest\x1a#.voice.llm.v1.StreamingChatResponse(\x01\x30\x01\x12=\n\x04\x43hat\x12\x19.voice.llm.v1.ChatRequest\x1a\x1a.voice.llm.v1.ChatResponse\x12\x46\n\x07GetInfo\x12\x1c.voice.llm.v1.GetInfoRequest\x1a\x1d.voice.llm.v1.GetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/llm/v1/llm.proto\x12\x0cvoice.llm.v1\"~\n\x07Message\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.voice.llm.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12*\n\ntool_calls\x18\x03 \x03(\x0b\x32\x16.voice.llm.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"A\n\x07ToolSet\x12!\n\x05tools\x18\x01 \x03(\x0b\x32\x12.voice.llm.v1.Tool\x12\x13\n\x0btool_choice\x18\x02 \x01(\t\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"\xbe\x01\n\nChatConfig\x12\x15\n\rsystem_prompt\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x0btemperature\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12&\n\x07history\x18\x05 \x03(\x0b\x32\x15.voice.llm.v1.Message\x12$\n\x05tools\x18\x06 \x01(\x0b\x32\x15.voice.llm.v1.ToolSetB\x0e\n\x0c_temperature\"b\n\x0c\x43onfigUpdate\x12\x1a\n\rsystem_prompt\x18\x01 \x01(\tH\x00\x88\x01\x01\x12$\n\x05tools\x18\x02 \x01(\x0b\x32\x15.voice.llm.v1.ToolSetB\x10\n\x0e_system_prompt\"?\n\nToolResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x10\n\x08is_error\x18\x03 \x01(\x08\")\n\x08UserTurn\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\x04\"\x19\n\x06\x43\x61ncel\x12\x0f\n\x07turn_id\x18\x01 \x01(\x04\"/\n\x08Truncate\x12\x12\n\nheard_text\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\x04\"\x1a\n\x07Retract\x12\x0f\n\x07turn_id\x18\x01 \x01(\x04\"\xec\x02\n\x14StreamingChatRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.voice.llm.v1.ChatConfigH\x00\x12+\n\tuser_turn\x18\x02 \x01(\x0b\x32\x16.voice.llm.v1.UserTurnH\x00\x12&\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x14.voice.llm.v1.CancelH\x00\x12*\n\x08truncate\x18\x04 \x01(\x0b\x32\x16.voice.llm.v1.TruncateH\x00\x12(\n\x07retract\x18\x05 \x01(\x0b\x32\x15.voice.llm.v1.RetractH\x00\x12,\n\x06update\x18\x06 \x01(\x0b\x32\x1a.voice.llm.v1.ConfigUpdateH\x00\x12/\n\x0btool_result\x18\x07 \x01(\x0b\x32\x18.voice.llm.v1.ToolResultH\x00\x12\x13\n\x0btraceparent\x18\x0f \x01(\tB\t\n\x07request\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"V\n\x07Timings\x12\x1e\n\x16time_to_first_token_ms\x18\x01 \x01(\x02\x12\x10\n\x08total_ms\x18\x02 \x01(\x02\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x02\">\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nturn_index\x18\x02 \x01(\r\x12\x0f\n\x07turn_id\x18\x03 \x01(\x04\"=\n\tTurnError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x9f\x02\n\x07TurnEnd\x12\x12\n\nturn_index\x18\x01 \x01(\r\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.voice.llm.v1.FinishReason\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.voice.llm.v1.Usage\x12&\n\x07timings\x18\x04 \x01(\x0b\x32\x15.voice.llm.v1.Timings\x12\x0c\n\x04text\x18\x05 \x01(\t\x12&\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.voice.llm.v1.TurnError\x12\x0e\n\x06\x65ngine\x18\x07 \x01(\t\x12\x0f\n\x07turn_id\x18\x08 \x01(\x04\x12*\n\ntool_calls\x18\t \x03(\x0b\x32\x16.voice.llm.v1.ToolCall\"b\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x61rguments_delta\x18\x04 \x01(\t\x12\x0f\n\x07turn_id\x18\x05 \x01(\x04\"-\n\x0cRequestError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd7\x01\n\x15StreamingChatResponse\x12(\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x17.voice.llm.v1.TextDeltaH\x00\x12)\n\x08turn_end\x18\x02 \x01(\x0b\x32\x15.voice.llm.v1.TurnEndH\x00\x12\x30\n\ttool_call\x18\x03 \x01(\x0b\x32\x1b.voice.llm.v1.ToolCallDeltaH\x00\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1a.voice.llm.v1.RequestErrorH\x00\x42\n\n\x08response\"`\n\x0b\x43hatRequest\x12(\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.voice.llm.v1.ChatConfig\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.voice.llm.v1.Message\"\xd7\x01\n\x0c\x43hatResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.voice.llm.v1.FinishReason\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.voice.llm.v1.Usage\x12&\n\x07timings\x18\x04 \x01(\x0b\x32\x15.voice.llm.v1.Timings\x12\x0e\n\x06\x65ngine\x18\x05 \x01(\t\x12*\n\ntool_calls\x18\x06 \x03(\x0b\x32\x16.voice.llm.v1.ToolCall\"\x10\n\x0eGetInfoRequest\"o\n\x0fGetInfoResponse\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontext_size\x18\x03 \x01(\r\x12\x17\n\x0f\x66\x61llback_engine\x18\x04 \x01(\t\x12\x0e\n\x06notice\x18\x05 \x01(\t*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\xb3\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x04\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x05\x32\xf1\x01\n\nLlmService\x12\\\n\rStreamingChat\x12\".voice.llm.v1.StreamingChatRequest\x1a#.voice.llm.v1.StreamingChatResponse(\x01\x30\x01\x12=\n\x04\x43hat\x12\x19.voice.llm.v1.ChatRequest\x1a\x1a.voice.llm.v1.ChatResponse\x12\x46\n\x07GetInfo\x12\x1c.voice.llm.v1.GetInfoRequest\x1a\x1d.voice.llm.v1.GetInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice.llm.v1.llm_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=2592
-  _globals['_ROLE']._serialized_end=2687
-  _globals['_FINISHREASON']._serialized_start=2690
-  _globals['_FINISHREASON']._serialized_end=2869
+  _globals['_ROLE']._serialized_start=2613
+  _globals['_ROLE']._serialized_end=2708
+  _globals['_FINISHREASON']._serialized_start=2711
+  _globals['_FINISHREASON']._serialized_end=2890
   _globals['_MESSAGE']._serialized_start=40
   _globals['_MESSAGE']._serialized_end=166
   _globals['_TOOL']._serialized_start=168
@@ -58,31 +58,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRACT']._serialized_start=842
   _globals['_RETRACT']._serialized_end=868
   _globals['_STREAMINGCHATREQUEST']._serialized_start=871
-  _globals['_STREAMINGCHATREQUEST']._serialized_end=1214
-  _globals['_USAGE']._serialized_start=1216
-  _globals['_USAGE']._serialized_end=1273
-  _globals['_TIMINGS']._serialized_start=1275
-  _globals['_TIMINGS']._serialized_end=1361
-  _globals['_TEXTDELTA']._serialized_start=1363
-  _globals['_TEXTDELTA']._serialized_end=1425
-  _globals['_TURNERROR']._serialized_start=1427
-  _globals['_TURNERROR']._serialized_end=1488
-  _globals['_TURNEND']._serialized_start=1491
-  _globals['_TURNEND']._serialized_end=1778
-  _globals['_TOOLCALLDELTA']._serialized_start=1780
-  _globals['_TOOLCALLDELTA']._serialized_end=1878
-  _globals['_REQUESTERROR']._serialized_start=1880
-  _globals['_REQUESTERROR']._serialized_end=1925
-  _globals['_STREAMINGCHATRESPONSE']._serialized_start=1928
-  _globals['_STREAMINGCHATRESPONSE']._serialized_end=2143
-  _globals['_CHATREQUEST']._serialized_start=2145
-  _globals['_CHATREQUEST']._serialized_end=2241
-  _globals['_CHATRESPONSE']._serialized_start=2244
-  _globals['_CHATRESPONSE']._serialized_end=2459
-  _globals['_GETINFOREQUEST']._serialized_start=2461
-  _globals['_GETINFOREQUEST']._serialized_end=2477
-  _globals['_GETINFORESPONSE']._serialized_start=2479
-  _globals['_GETINFORESPONSE']._serialized_end=2590
-  _globals['_LLMSERVICE']._serialized_start=2872
-  _globals['_LLMSERVICE']._serialized_end=3113
+  _globals['_STREAMINGCHATREQUEST']._serialized_end=1235
+  _globals['_USAGE']._serialized_start=1237
+  _globals['_USAGE']._serialized_end=1294
+  _globals['_TIMINGS']._serialized_start=1296
+  _globals['_TIMINGS']._serialized_end=1382
+  _globals['_TEXTDELTA']._serialized_start=1384
+  _globals['_TEXTDELTA']._serialized_end=1446
+  _globals['_TURNERROR']._serialized_start=1448
+  _globals['_TURNERROR']._serialized_end=1509
+  _globals['_TURNEND']._serialized_start=1512
+  _globals['_TURNEND']._serialized_end=1799
+  _globals['_TOOLCALLDELTA']._serialized_start=1801
+  _globals['_TOOLCALLDELTA']._serialized_end=1899
+  _globals['_REQUESTERROR']._serialized_start=1901
+  _globals['_REQUESTERROR']._serialized_end=1946
+  _globals['_STREAMINGCHATRESPONSE']._serialized_start=1949
+  _globals['_STREAMINGCHATRESPONSE']._serialized_end=2164
+  _globals['_CHATREQUEST']._serialized_start=2166
+  _globals['_CHATREQUEST']._serialized_end=2262
+  _globals['_CHATRESPONSE']._serialized_start=2265
+  _globals['_CHATRESPONSE']._serialized_end=2480
+  _globals['_GETINFOREQUEST']._serialized_start=2482
+  _globals['_GETINFOREQUEST']._serialized_end=2498
+  _globals['_GETINFORESPONSE']._serialized_start=2500
+  _globals['_GETINFORESPONSE']._serialized_end=2611
+  _globals['_LLMSERVICE']._serialized_start=2893
+  _globals['_LLMSERVICE']._serialized_end=3134
 # @@protoc_insertion_point(module_scope)

@@ -138,7 +138,7 @@ class Retract(_message.Message):
     def __init__(self, turn_id: _Optional[int] = ...) -> None: ...
 
 class StreamingChatRequest(_message.Message):
-    __slots__ = ("config", "user_turn", "cancel", "truncate", "retract", "update", "tool_result")
+    __slots__ = ("config", "user_turn", "cancel", "truncate", "retract", "update", "tool_result", "traceparent")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     USER_TURN_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +146,7 @@ class StreamingChatRequest(_message.Message):
     RETRACT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     TOOL_RESULT_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     config: ChatConfig
     user_turn: UserTurn
     cancel: Cancel
@@ -153,7 +154,8 @@ class StreamingChatRequest(_message.Message):
     retract: Retract
     update: ConfigUpdate
     tool_result: ToolResult
-    def __init__(self, config: _Optional[_Union[ChatConfig, _Mapping]] = ..., user_turn: _Optional[_Union[UserTurn, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., truncate: _Optional[_Union[Truncate, _Mapping]] = ..., retract: _Optional[_Union[Retract, _Mapping]] = ..., update: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., tool_result: _Optional[_Union[ToolResult, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, config: _Optional[_Union[ChatConfig, _Mapping]] = ..., user_turn: _Optional[_Union[UserTurn, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., truncate: _Optional[_Union[Truncate, _Mapping]] = ..., retract: _Optional[_Union[Retract, _Mapping]] = ..., update: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., tool_result: _Optional[_Union[ToolResult, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "completion_tokens")

@@ -25,37 +25,37 @@ _sym_db = _symbol_database.Default()
 from voice.audio.v1 import audio_pb2 as voice_dot_audio_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/stt/v1/stt.proto\x12\x0cvoice.stt.v1\x1a\x1avoice/audio/v1/audio.proto\"\xd6\x02\n\x11RecognitionConfig\x12/\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1d.voice.audio.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\x12\x17\n\x0finterim_results\x18\x04 \x01(\x08\x12 \n\x18\x65nable_word_time_offsets\x18\x05 \x01(\x08\x12\x1a\n\x12\x65nable_endpointing\x18\x06 \x01(\x08\x12\x1b\n\x13\x65ndpoint_silence_ms\x18\x07 \x01(\r\x12\x1d\n\x15\x65nable_turn_detection\x18\x08 \x01(\x08\x12\x17\n\x0fturn_silence_ms\x18\t \x01(\r\x12\x1d\n\x15\x65nd_of_turn_threshold\x18\n \x01(\x02\x12\x16\n\x0epause_interims\x18\x0b \x01(\x08\"\x10\n\x0e\x45ndOfUtterance\"\xac\x01\n\x19StreamingRecognizeRequest\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.voice.stt.v1.RecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x12\x38\n\x10\x65nd_of_utterance\x18\x03 \x01(\x0b\x32\x1c.voice.stt.v1.EndOfUtteranceH\x00\x42\t\n\x07request\"O\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\x10\n\x08start_ms\x18\x02 \x01(\r\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\r\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"\xcb\x01\n\x17SpeechRecognitionResult\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x10\n\x08start_ms\x18\x04 \x01(\r\x12\x0e\n\x06\x65nd_ms\x18\x05 \x01(\r\x12%\n\x05words\x18\x06 \x03(\x0b\x32\x16.voice.stt.v1.WordInfo\x12\x15\n\rlanguage_code\x18\x07 \x01(\t\x12\x17\n\x0futterance_index\x18\x08 \x01(\r\"\x87\x01\n\x0bSpeechEvent\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.voice.stt.v1.SpeechEventType\x12\x11\n\toffset_ms\x18\x02 \x01(\r\x12\x1f\n\x17\x65nd_of_turn_probability\x18\x03 \x01(\x02\x12\x17\n\x0futterance_index\x18\x04 \x01(\r\"\x85\x01\n\x1aStreamingRecognizeResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.voice.stt.v1.SpeechRecognitionResult\x12/\n\x0cspeech_event\x18\x02 \x01(\x0b\x32\x19.voice.stt.v1.SpeechEvent\"Z\n\x10RecognizeRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.voice.stt.v1.RecognitionConfig\x12\x15\n\raudio_content\x18\x02 \x01(\x0c\"b\n\x11RecognizeResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.voice.stt.v1.SpeechRecognitionResult\x12\x15\n\rlanguage_code\x18\x02 \x01(\t\"\x10\n\x0eGetInfoRequest\"\xcb\x02\n\x0fGetInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x14\n\x0cmultilingual\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x14\n\x0c\x63ompute_type\x18\x05 \x01(\t\x12\x1a\n\x12min_sample_rate_hz\x18\x06 \x01(\r\x12\x1a\n\x12max_sample_rate_hz\x18\x07 \x01(\r\x12 \n\x18supports_interim_results\x18\x08 \x01(\x08\x12\"\n\x1asupports_word_time_offsets\x18\t \x01(\x08\x12\x1c\n\x14supports_endpointing\x18\n \x01(\x08\x12\x1d\n\x15max_stream_duration_s\x18\x0b \x01(\r\x12\x1f\n\x17supports_turn_detection\x18\x0c \x01(\x08*\xc8\x01\n\x0fSpeechEventType\x12!\n\x1dSPEECH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12$\n SPEECH_EVENT_TYPE_SPEECH_STARTED\x10\x01\x12\"\n\x1eSPEECH_EVENT_TYPE_SPEECH_ENDED\x10\x02\x12!\n\x1dSPEECH_EVENT_TYPE_END_OF_TURN\x10\x03\x12%\n!SPEECH_EVENT_TYPE_TURN_INCOMPLETE\x10\x04\x32\x8f\x02\n\nSttService\x12k\n\x12StreamingRecognize\x12\'.voice.stt.v1.StreamingRecognizeRequest\x1a(.voice.stt.v1.StreamingRecognizeResponse(\x01\x30\x01\x12L\n\tRecognize\x12\x1e.voice.stt.v1.RecognizeRequest\x1a\x1f.voice.stt.v1.RecognizeResponse\x12\x46\n\x07GetInfo\x12\x1c.voice.stt.v1.GetInfoRequest\x1a\x1d.voice.stt.v1.GetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/stt/v1/stt.proto\x12\x0cvoice.stt.v1\x1a\x1avoice/audio/v1/audio.proto\"\xd6\x02\n\x11RecognitionConfig\x12/\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1d.voice.audio.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\x12\x17\n\x0finterim_results\x18\x04 \x01(\x08\x12 \n\x18\x65nable_word_time_offsets\x18\x05 \x01(\x08\x12\x1a\n\x12\x65nable_endpointing\x18\x06 \x01(\x08\x12\x1b\n\x13\x65ndpoint_silence_ms\x18\x07 \x01(\r\x12\x1d\n\x15\x65nable_turn_detection\x18\x08 \x01(\x08\x12\x17\n\x0fturn_silence_ms\x18\t \x01(\r\x12\x1d\n\x15\x65nd_of_turn_threshold\x18\n \x01(\x02\x12\x16\n\x0epause_interims\x18\x0b \x01(\x08\"\x10\n\x0e\x45ndOfUtterance\"\xc1\x01\n\x19StreamingRecognizeRequest\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.voice.stt.v1.RecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x12\x38\n\x10\x65nd_of_utterance\x18\x03 \x01(\x0b\x32\x1c.voice.stt.v1.EndOfUtteranceH\x00\x12\x13\n\x0btraceparent\x18\x0f \x01(\tB\t\n\x07request\"O\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\x10\n\x08start_ms\x18\x02 \x01(\r\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\r\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"\xcb\x01\n\x17SpeechRecognitionResult\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x10\n\x08start_ms\x18\x04 \x01(\r\x12\x0e\n\x06\x65nd_ms\x18\x05 \x01(\r\x12%\n\x05words\x18\x06 \x03(\x0b\x32\x16.voice.stt.v1.WordInfo\x12\x15\n\rlanguage_code\x18\x07 \x01(\t\x12\x17\n\x0futterance_index\x18\x08 \x01(\r\"\x87\x01\n\x0bSpeechEvent\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.voice.stt.v1.SpeechEventType\x12\x11\n\toffset_ms\x18\x02 \x01(\r\x12\x1f\n\x17\x65nd_of_turn_probability\x18\x03 \x01(\x02\x12\x17\n\x0futterance_index\x18\x04 \x01(\r\"\x85\x01\n\x1aStreamingRecognizeResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.voice.stt.v1.SpeechRecognitionResult\x12/\n\x0cspeech_event\x18\x02 \x01(\x0b\x32\x19.voice.stt.v1.SpeechEvent\"Z\n\x10RecognizeRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.voice.stt.v1.RecognitionConfig\x12\x15\n\raudio_content\x18\x02 \x01(\x0c\"b\n\x11RecognizeResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.voice.stt.v1.SpeechRecognitionResult\x12\x15\n\rlanguage_code\x18\x02 \x01(\t\"\x10\n\x0eGetInfoRequest\"\xcb\x02\n\x0fGetInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x14\n\x0cmultilingual\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x14\n\x0c\x63ompute_type\x18\x05 \x01(\t\x12\x1a\n\x12min_sample_rate_hz\x18\x06 \x01(\r\x12\x1a\n\x12max_sample_rate_hz\x18\x07 \x01(\r\x12 \n\x18supports_interim_results\x18\x08 \x01(\x08\x12\"\n\x1asupports_word_time_offsets\x18\t \x01(\x08\x12\x1c\n\x14supports_endpointing\x18\n \x01(\x08\x12\x1d\n\x15max_stream_duration_s\x18\x0b \x01(\r\x12\x1f\n\x17supports_turn_detection\x18\x0c \x01(\x08*\xc8\x01\n\x0fSpeechEventType\x12!\n\x1dSPEECH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12$\n SPEECH_EVENT_TYPE_SPEECH_STARTED\x10\x01\x12\"\n\x1eSPEECH_EVENT_TYPE_SPEECH_ENDED\x10\x02\x12!\n\x1dSPEECH_EVENT_TYPE_END_OF_TURN\x10\x03\x12%\n!SPEECH_EVENT_TYPE_TURN_INCOMPLETE\x10\x04\x32\x8f\x02\n\nSttService\x12k\n\x12StreamingRecognize\x12\'.voice.stt.v1.StreamingRecognizeRequest\x1a(.voice.stt.v1.StreamingRecognizeResponse(\x01\x30\x01\x12L\n\tRecognize\x12\x1e.voice.stt.v1.RecognizeRequest\x1a\x1f.voice.stt.v1.RecognizeResponse\x12\x46\n\x07GetInfo\x12\x1c.voice.stt.v1.GetInfoRequest\x1a\x1d.voice.stt.v1.GetInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voice.stt.v1.stt_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SPEECHEVENTTYPE']._serialized_start=1712
-  _globals['_SPEECHEVENTTYPE']._serialized_end=1912
+  _globals['_SPEECHEVENTTYPE']._serialized_start=1733
+  _globals['_SPEECHEVENTTYPE']._serialized_end=1933
   _globals['_RECOGNITIONCONFIG']._serialized_start=69
   _globals['_RECOGNITIONCONFIG']._serialized_end=411
   _globals['_ENDOFUTTERANCE']._serialized_start=413
   _globals['_ENDOFUTTERANCE']._serialized_end=429
   _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=432
-  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=604
-  _globals['_WORDINFO']._serialized_start=606
-  _globals['_WORDINFO']._serialized_end=685
-  _globals['_SPEECHRECOGNITIONRESULT']._serialized_start=688
-  _globals['_SPEECHRECOGNITIONRESULT']._serialized_end=891
-  _globals['_SPEECHEVENT']._serialized_start=894
-  _globals['_SPEECHEVENT']._serialized_end=1029
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1032
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1165
-  _globals['_RECOGNIZEREQUEST']._serialized_start=1167
-  _globals['_RECOGNIZEREQUEST']._serialized_end=1257
-  _globals['_RECOGNIZERESPONSE']._serialized_start=1259
-  _globals['_RECOGNIZERESPONSE']._serialized_end=1357
-  _globals['_GETINFOREQUEST']._serialized_start=1359
-  _globals['_GETINFOREQUEST']._serialized_end=1375
-  _globals['_GETINFORESPONSE']._serialized_start=1378
-  _globals['_GETINFORESPONSE']._serialized_end=1709
-  _globals['_STTSERVICE']._serialized_start=1915
-  _globals['_STTSERVICE']._serialized_end=2186
+  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=625
+  _globals['_WORDINFO']._serialized_start=627
+  _globals['_WORDINFO']._serialized_end=706
+  _globals['_SPEECHRECOGNITIONRESULT']._serialized_start=709
+  _globals['_SPEECHRECOGNITIONRESULT']._serialized_end=912
+  _globals['_SPEECHEVENT']._serialized_start=915
+  _globals['_SPEECHEVENT']._serialized_end=1050
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1053
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1186
+  _globals['_RECOGNIZEREQUEST']._serialized_start=1188
+  _globals['_RECOGNIZEREQUEST']._serialized_end=1278
+  _globals['_RECOGNIZERESPONSE']._serialized_start=1280
+  _globals['_RECOGNIZERESPONSE']._serialized_end=1378
+  _globals['_GETINFOREQUEST']._serialized_start=1380
+  _globals['_GETINFOREQUEST']._serialized_end=1396
+  _globals['_GETINFORESPONSE']._serialized_start=1399
+  _globals['_GETINFORESPONSE']._serialized_end=1730
+  _globals['_STTSERVICE']._serialized_start=1936
+  _globals['_STTSERVICE']._serialized_end=2207
 # @@protoc_insertion_point(module_scope)

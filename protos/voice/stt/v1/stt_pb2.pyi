@@ -52,14 +52,16 @@ class EndOfUtterance(_message.Message):
     def __init__(self) -> None: ...
 
 class StreamingRecognizeRequest(_message.Message):
-    __slots__ = ("config", "audio_content", "end_of_utterance")
+    __slots__ = ("config", "audio_content", "end_of_utterance", "traceparent")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_CONTENT_FIELD_NUMBER: _ClassVar[int]
     END_OF_UTTERANCE_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     config: RecognitionConfig
     audio_content: bytes
     end_of_utterance: EndOfUtterance
-    def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., end_of_utterance: _Optional[_Union[EndOfUtterance, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., end_of_utterance: _Optional[_Union[EndOfUtterance, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class WordInfo(_message.Message):
     __slots__ = ("word", "start_ms", "end_ms", "probability")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from voice.audio.v1 import audio_pb2 as voice_dot_audio_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/tts/v1/tts.proto\x12\x0cvoice.tts.v1\x1a\x1avoice/audio/v1/audio.proto\"\x91\x01\n\x0fSynthesisConfig\x12\r\n\x05voice\x18\x01 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x15\n\rspeaking_rate\x18\x03 \x01(\x02\x12/\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1d.voice.audio.v1.AudioEncoding\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"\x07\n\x05\x46lush\"\x08\n\x06\x43\x61ncel\"\xc7\x01\n\x1aStreamingSynthesizeRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.voice.tts.v1.SynthesisConfigH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12$\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x13.voice.tts.v1.FlushH\x00\x12&\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x14.voice.tts.v1.CancelH\x00\x12\x0f\n\x07turn_id\x18\x05 \x01(\x04\x42\t\n\x07request\"y\n\x10SynthesizedAudio\x12\x15\n\raudio_content\x18\x01 \x01(\x0c\x12\x17\n\x0fsequence_number\x18\x02 \x01(\r\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x0f\n\x07turn_id\x18\x05 \x01(\x04\"U\n\rSynthesisDone\x12\x10\n\x08\x61udio_ms\x18\x01 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\x12\x11\n\tcancelled\x18\x03 \x01(\x08\x12\x0f\n\x07turn_id\x18\x04 \x01(\x04\"\x87\x01\n\x1bStreamingSynthesizeResponse\x12/\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1e.voice.tts.v1.SynthesizedAudioH\x00\x12+\n\x04\x64one\x18\x02 \x01(\x0b\x32\x1b.voice.tts.v1.SynthesisDoneH\x00\x42\n\n\x08response\"\x83\x01\n\x11SynthesizeRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.voice.tts.v1.SynthesisConfig\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x31\n\tcontainer\x18\x03 \x01(\x0e\x32\x1e.voice.audio.v1.AudioContainer\"X\n\x12SynthesizeResponse\x12\x15\n\raudio_content\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\r\"\x13\n\x11ListVoicesRequest\"n\n\x05Voice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x16\n\x0elanguage_codes\x18\x03 \x03(\t\x12\x1d\n\x15native_sample_rate_hz\x18\x04 \x01(\r\x12\x10\n\x08speakers\x18\x05 \x03(\t\"P\n\x12ListVoicesResponse\x12#\n\x06voices\x18\x01 \x03(\x0b\x32\x13.voice.tts.v1.Voice\x12\x15\n\rdefault_voice\x18\x02 \x01(\t2\x9e\x02\n\nTtsService\x12n\n\x13StreamingSynthesize\x12(.voice.tts.v1.StreamingSynthesizeRequest\x1a).voice.tts.v1.StreamingSynthesizeResponse(\x01\x30\x01\x12O\n\nSynthesize\x12\x1f.voice.tts.v1.SynthesizeRequest\x1a .voice.tts.v1.SynthesizeResponse\x12O\n\nListVoices\x12\x1f.voice.tts.v1.ListVoicesRequest\x1a .voice.tts.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16voice/tts/v1/tts.proto\x12\x0cvoice.tts.v1\x1a\x1avoice/audio/v1/audio.proto\"\x91\x01\n\x0fSynthesisConfig\x12\r\n\x05voice\x18\x01 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x15\n\rspeaking_rate\x18\x03 \x01(\x02\x12/\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1d.voice.audio.v1.AudioEncoding\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"\x07\n\x05\x46lush\"\x08\n\x06\x43\x61ncel\"\xdc\x01\n\x1aStreamingSynthesizeRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.voice.tts.v1.SynthesisConfigH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12$\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x13.voice.tts.v1.FlushH\x00\x12&\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x14.voice.tts.v1.CancelH\x00\x12\x0f\n\x07turn_id\x18\x05 \x01(\x04\x12\x13\n\x0btraceparent\x18\x0f \x01(\tB\t\n\x07request\"y\n\x10SynthesizedAudio\x12\x15\n\raudio_content\x18\x01 \x01(\x0c\x12\x17\n\x0fsequence_number\x18\x02 \x01(\r\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\r\x12\x0f\n\x07turn_id\x18\x05 \x01(\x04\"U\n\rSynthesisDone\x12\x10\n\x08\x61udio_ms\x18\x01 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\x12\x11\n\tcancelled\x18\x03 \x01(\x08\x12\x0f\n\x07turn_id\x18\x04 \x01(\x04\"\x87\x01\n\x1bStreamingSynthesizeResponse\x12/\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x1e.voice.tts.v1.SynthesizedAudioH\x00\x12+\n\x04\x64one\x18\x02 \x01(\x0b\x32\x1b.voice.tts.v1.SynthesisDoneH\x00\x42\n\n\x08response\"\x83\x01\n\x11SynthesizeRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.voice.tts.v1.SynthesisConfig\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x31\n\tcontainer\x18\x03 \x01(\x0e\x32\x1e.voice.audio.v1.AudioContainer\"X\n\x12SynthesizeResponse\x12\x15\n\raudio_content\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\r\"\x13\n\x11ListVoicesRequest\"n\n\x05Voice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x16\n\x0elanguage_codes\x18\x03 \x03(\t\x12\x1d\n\x15native_sample_rate_hz\x18\x04 \x01(\r\x12\x10\n\x08speakers\x18\x05 \x03(\t\"P\n\x12ListVoicesResponse\x12#\n\x06voices\x18\x01 \x03(\x0b\x32\x13.voice.tts.v1.Voice\x12\x15\n\rdefault_voice\x18\x02 \x01(\t2\x9e\x02\n\nTtsService\x12n\n\x13StreamingSynthesize\x12(.voice.tts.v1.StreamingSynthesizeRequest\x1a).voice.tts.v1.StreamingSynthesizeResponse(\x01\x30\x01\x12O\n\nSynthesize\x12\x1f.voice.tts.v1.SynthesizeRequest\x1a .voice.tts.v1.SynthesizeResponse\x12O\n\nListVoices\x12\x1f.voice.tts.v1.ListVoicesRequest\x1a .voice.tts.v1.ListVoicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,23 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCEL']._serialized_start=225
   _globals['_CANCEL']._serialized_end=233
   _globals['_STREAMINGSYNTHESIZEREQUEST']._serialized_start=236
-  _globals['_STREAMINGSYNTHESIZEREQUEST']._serialized_end=435
-  _globals['_SYNTHESIZEDAUDIO']._serialized_start=437
-  _globals['_SYNTHESIZEDAUDIO']._serialized_end=558
-  _globals['_SYNTHESISDONE']._serialized_start=560
-  _globals['_SYNTHESISDONE']._serialized_end=645
-  _globals['_STREAMINGSYNTHESIZERESPONSE']._serialized_start=648
-  _globals['_STREAMINGSYNTHESIZERESPONSE']._serialized_end=783
-  _globals['_SYNTHESIZEREQUEST']._serialized_start=786
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=917
-  _globals['_SYNTHESIZERESPONSE']._serialized_start=919
-  _globals['_SYNTHESIZERESPONSE']._serialized_end=1007
-  _globals['_LISTVOICESREQUEST']._serialized_start=1009
-  _globals['_LISTVOICESREQUEST']._serialized_end=1028
-  _globals['_VOICE']._serialized_start=1030
-  _globals['_VOICE']._serialized_end=1140
-  _globals['_LISTVOICESRESPONSE']._serialized_start=1142
-  _globals['_LISTVOICESRESPONSE']._serialized_end=1222
-  _globals['_TTSSERVICE']._serialized_start=1225
-  _globals['_TTSSERVICE']._serialized_end=1511
+  _globals['_STREAMINGSYNTHESIZEREQUEST']._serialized_end=456
+  _globals['_SYNTHESIZEDAUDIO']._serialized_start=458
+  _globals['_SYNTHESIZEDAUDIO']._serialized_end=579
+  _globals['_SYNTHESISDONE']._serialized_start=581
+  _globals['_SYNTHESISDONE']._serialized_end=666
+  _globals['_STREAMINGSYNTHESIZERESPONSE']._serialized_start=669
+  _globals['_STREAMINGSYNTHESIZERESPONSE']._serialized_end=804
+  _globals['_SYNTHESIZEREQUEST']._serialized_start=807
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=938
+  _globals['_SYNTHESIZERESPONSE']._serialized_start=940
+  _globals['_SYNTHESIZERESPONSE']._serialized_end=1028
+  _globals['_LISTVOICESREQUEST']._serialized_start=1030
+  _globals['_LISTVOICESREQUEST']._serialized_end=1049
+  _globals['_VOICE']._serialized_start=1051
+  _globals['_VOICE']._serialized_end=1161
+  _globals['_LISTVOICESRESPONSE']._serialized_start=1163
+  _globals['_LISTVOICESRESPONSE']._serialized_end=1243
+  _globals['_TTSSERVICE']._serialized_start=1246
+  _globals['_TTSSERVICE']._serialized_end=1532
 # @@protoc_insertion_point(module_scope)

@@ -30,18 +30,20 @@ class Cancel(_message.Message):
     def __init__(self) -> None: ...
 
 class StreamingSynthesizeRequest(_message.Message):
-    __slots__ = ("config", "text", "flush", "cancel", "turn_id")
+    __slots__ = ("config", "text", "flush", "cancel", "turn_id", "traceparent")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FLUSH_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     config: SynthesisConfig
     text: str
     flush: Flush
     cancel: Cancel
     turn_id: int
-    def __init__(self, config: _Optional[_Union[SynthesisConfig, _Mapping]] = ..., text: _Optional[str] = ..., flush: _Optional[_Union[Flush, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., turn_id: _Optional[int] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, config: _Optional[_Union[SynthesisConfig, _Mapping]] = ..., text: _Optional[str] = ..., flush: _Optional[_Union[Flush, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., turn_id: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class SynthesizedAudio(_message.Message):
     __slots__ = ("audio_content", "sequence_number", "text", "sample_rate_hz", "turn_id")
