@@ -1,9 +1,18 @@
-"""The gateway's page in Debian's headless Chromium, with a fake microphone fed from a WAV."""
+"""The gateway's page in Debian's headless Chromium, with a fake microphone fed from a WAV.
+
+Before the page's own script runs, a recorder of the harness's own (``window.seen``) notes what
+the page was sent and what it showed, each with its ``performance.now()`` in seconds: every event
+the gateway sent on the page's WebSockets (audio deltas without their audio), each change of the
+state shown (``#state``) and of the agent's words shown (the latest reply), and the level meter's
+value every 20 ms."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +24,52 @@ from harness.edge import write_wav
 from harness.speech import Recording, at_rate
 
 MIC_RATE_HZ = 48_000
+# A phone's screen (CSS pixels), as the page is shown in the tests and their screenshots.
+PHONE = (412, 915)
+# After the last reply, time for what follows it (its times, the state back to listening) to show.
+SETTLE_S = 1.0
+
+_RECORDER = """
+window.seen = { events: [], states: [], levels: [], replies: [] };
+const now = () => performance.now() / 1000;
+const Socket = window.WebSocket;
+window.WebSocket = class extends Socket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (m) => {
+      const event = JSON.parse(m.data);
+      if (event.type.endsWith("audio.delta")) delete event.delta;
+      window.seen.events.push({ ...event, at: now() });
+    });
+  }
+};
+document.addEventListener("DOMContentLoaded", () => {
+  const state = document.getElementById("state"), level = document.getElementById("level");
+  const note = () => window.seen.states.push({ state: state.textContent, at: now() });
+  note();
+  new MutationObserver(note).observe(state, { childList: true, characterData: true, subtree: true });
+  const log = document.getElementById("log");
+  new MutationObserver(() => {
+    const replies = log.querySelectorAll(".ai p"), entry = replies.length - 1;
+    if (entry >= 0) window.seen.replies.push({ entry, text: replies[entry].textContent, at: now() });
+  }).observe(log, { childList: true, characterData: true, subtree: true });
+  setInterval(() => window.seen.levels.push({ value: level.value, at: now() }), 20);
+});
+"""
+
+# The page as a person sees it: each entry of the conversation, the controls that show.
+_SHOWN = """
+const shown = (id) => { const e = document.getElementById(id); return !!e && e.offsetParent !== null; };
+return {
+  entries: [...document.querySelectorAll("#log .entry")].map((e) => ({
+    kind: ["you", "ai", "note"].find((k) => e.classList.contains(k)),
+    text: e.querySelector("p").textContent,
+    times: e.querySelector(".times")?.textContent ?? null,
+  })),
+  token_field: shown("token"),
+  microphones: shown("mic") ? [...document.getElementById("mic").options].map((o) => o.text) : [],
+};
+"""
 
 
 def microphone(path: Path, parts: list[Recording | bytes | float]) -> None:
@@ -28,31 +83,63 @@ def microphone(path: Path, parts: list[Recording | bytes | float]) -> None:
     write_wav(path, audio, MIC_RATE_HZ)
 
 
-def talk(url: str, microphone: Path, replies: int, timeout_s: float) -> dict[str, Any]:
-    """Open the page, press Talk, and return its record once ``replies`` replies are done."""
+@contextmanager
+def page(url: str, microphone: Path | None = None) -> Iterator[webdriver.Chrome]:
+    """The page open in Chromium on a phone's screen, the recorder in it; ``microphone`` plays
+    once, from when the page first opens it."""
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in (
+    flags = [
         "--headless=new",
         "--no-sandbox",
+        f"--window-size={PHONE[0]},{PHONE[1]}",
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={microphone}%noloop",
         "--autoplay-policy=no-user-gesture-required",
-    ):
+    ]
+    if microphone is not None:
+        flags.append(f"--use-file-for-fake-audio-capture={microphone}%noloop")
+    for flag in flags:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     try:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _RECORDER})
         driver.get(url)
-        driver.find_element(By.ID, "talk").click()
-        deadline = time.monotonic() + timeout_s
-        record: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            record = driver.execute_script("return window.voiceAgent")
-            if len(record["ai"]) >= replies:
-                break
-            time.sleep(0.2)
-        record["log"] = driver.find_element(By.ID, "log").text
-        return record
+        yield driver
     finally:
         driver.quit()
+
+
+def record(driver: webdriver.Chrome) -> dict[str, Any]:
+    """The page's own record (``window.voiceAgent``), the recorder's (``seen``), what it shows
+    (``shown``) and the conversation's text (``log``)."""
+    result: dict[str, Any] = driver.execute_script("return window.voiceAgent")
+    result["seen"] = driver.execute_script("return window.seen")
+    result["shown"] = driver.execute_script(_SHOWN)
+    result["log"] = driver.find_element(By.ID, "log").text
+    return result
+
+
+def screenshot(driver: webdriver.Chrome, path: Path) -> None:
+    """The whole page, below the fold too, as a PNG."""
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def talk(
+    url: str, microphone: Path, replies: int, timeout_s: float, shot: Path | None = None
+) -> dict[str, Any]:
+    """Open the page, press Talk, and return its record once ``replies`` replies are done (and,
+    with ``shot``, a screenshot of the page then)."""
+    with page(url, microphone) as driver:
+        driver.find_element(By.ID, "talk").click()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if len(driver.execute_script("return window.voiceAgent.ai")) >= replies:
+                time.sleep(SETTLE_S)
+                break
+            time.sleep(0.2)
+        if shot is not None:
+            screenshot(driver, shot)
+        return record(driver)

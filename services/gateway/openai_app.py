@@ -58,8 +58,8 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
-        """The page to talk with the agent from a browser (it asks for a token where one is needed)."""
-        return HTMLResponse(_PAGE.read_text())
+        """The page to talk with the agent from a browser; it shows a token field where one is needed."""
+        return HTMLResponse(_PAGE.read_text().replace("{{token}}", "required" if tokens.required else "none"))
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -11,6 +11,13 @@ or null with ``input_audio_buffer.commit``), ``input_audio_buffer.append/commit/
 ``response.cancel``. Everything else gets an ``error`` event; fields not named here are ignored.
 Event names are the API's current ones (``response.output_audio.delta``); a client that sends
 ``OpenAI-Beta: realtime=v1`` gets the beta names (``response.audio.delta``).
+
+A client that connects with ``?voice_agent_events=true`` (the page at ``/`` does) also gets two
+events of this gateway's own: ``voice_agent.state`` (``state``: the agent's, as the edge client
+shows it: listening, hearing you, thinking, speaking) and, after each ``response.done``,
+``voice_agent.turn`` (``response_id``, and ``t_ms``: the turn's times in ms of the conversation's
+clock, as in the edge client's report: ``speech_end``, ``transcript_final``, ``first_token``,
+``first_audio``...). Other clients never see them.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conversation import Conversation, ConversationSettings, Events, Turn
 from conversation.settings import SETTINGS, SettingError
+from conversation.turn import rounded
 from foundation.audio import FRAME_BYTES, FRAME_MS, FrameSplitter
 from services.common.auth import Tokens
 
@@ -117,9 +125,10 @@ class _Response:
 class RealtimeSession(Events):
     """One WebSocket: the API's events in, the conversation's out."""
 
-    def __init__(self, ws: WebSocket, base: ConversationSettings, beta: bool) -> None:
+    def __init__(self, ws: WebSocket, base: ConversationSettings, beta: bool, extras: bool = False) -> None:
         self._ws = ws
         self._beta = beta
+        self._extras = extras  # the gateway's own events too
         self._settings = base
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._event_ids = itertools.count(1)
@@ -341,6 +350,8 @@ class RealtimeSession(Events):
     def _show(self, kind: str, text: str) -> None:
         if kind == "note":
             log.info("realtime session: %s", text)
+        elif kind == "state" and self._extras:
+            self._emit("voice_agent.state", state=text)
 
     def speech_started(self, at_ms: float) -> None:
         self._user_item = _new_id("item")
@@ -416,6 +427,8 @@ class RealtimeSession(Events):
             }
         self._emit("response.done", response=body)
         self._last_item = response.item_id
+        if self._extras:
+            self._emit("voice_agent.turn", response_id=response.id, t_ms=rounded(turn.t_ms))
 
     @staticmethod
     def _part(response: _Response) -> dict[str, object]:
@@ -537,6 +550,7 @@ def router(base: ConversationSettings, tokens: Tokens) -> APIRouter:
                 return
         await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
         beta = "realtime=v1" in ws.headers.get("openai-beta", "")
-        await RealtimeSession(ws, base, beta).run()
+        extras = ws.query_params.get("voice_agent_events") == "true"
+        await RealtimeSession(ws, base, beta, extras).run()
 
     return routes
