@@ -16,9 +16,11 @@ from collections.abc import Callable
 from enum import Enum
 from typing import IO
 
+from conversation.calls import ToolRunner
+from conversation.fillers import without
 from conversation.links import LlmLink, TtsLink
 from conversation.links.llm import tool_set
-from conversation.messages import AudioChunk, ReplyDelta, ReplyEnd, Speech
+from conversation.messages import AudioChunk, ReplyDelta, ReplyEnd, Speech, ToolCalls
 from conversation.player import Output, ReplyPlayer
 from conversation.settings import ConversationSettings
 from conversation.tools import Tools
@@ -74,6 +76,7 @@ class Agent:
         self.tts = TtsLink(
             settings.tts, settings.security, settings.voice, speaker.sample_rate_hz, self._on_speech, note
         )
+        self.calls = ToolRunner(lambda: self.tools, self.llm, self.tts, clock, note)
         self.speaker = speaker
         self.player = ReplyPlayer(speaker)
         self.turn: Turn | None = None  # the turn in progress
@@ -124,6 +127,8 @@ class Agent:
                     turn.agent_text += event.text
                     self._events.reply_text(turn, event.text)
                     self.tts.text(event.text, turn.id)
+                elif isinstance(event, ToolCalls):
+                    await self.calls.run(turn, event)
                 elif isinstance(event, ReplyEnd) and event.error:
                     turn.error = f"the chat service failed: {event.error}"
             if not turn.interrupted:
@@ -137,7 +142,7 @@ class Agent:
                 self.llm.retract(turn.id)
             elif turn.interrupted:
                 # Cut while generating or while playing: the model's context keeps what was heard.
-                self.llm.truncate(turn.heard_text, turn.id)
+                self.llm.truncate(turn.heard_since_calls, turn.id)
         except Exception as exc:  # reported as this turn's failure; the conversation goes on
             log.exception("turn %d failed", turn.id)
             turn.error = f"the reply failed: {exc!r}"
@@ -180,6 +185,8 @@ class Agent:
         if isinstance(speech, AudioChunk):
             if not turn.interrupted:
                 self._played(turn, self.player.add(speech, turn.audible), bool(speech.pcm))
+        elif not speech.cancelled and turn.early_flushes:
+            turn.early_flushes -= 1  # words said while a tool works: the reply goes on
         elif not speech.cancelled:
             turn.synthesized.set()
 
@@ -256,8 +263,9 @@ class Agent:
         if not turn.paused:
             self.pause(turn)
         turn.interrupted = True
-        turn.heard_text = self.player.heard()
-        self.llm.cancel(turn.id)
+        turn.heard_text = without(self.player.heard(), turn.fillers)
+        if not turn.calling:  # else the call's result goes to the model first (``calls``)
+            self.llm.cancel(turn.id)
         self.tts.cancel(turn.id)
         turn.synthesized.set()
 

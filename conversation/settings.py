@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields
 from string import Formatter
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversation.backchannel import DEFAULT_BACKCHANNELS
 from foundation.channels import Security
@@ -192,6 +193,24 @@ class ConversationSettings:
         default=0,
         metadata=setting("--max-tokens", "longest reply, in tokens (default: the service's)", parse=int),
     )
+    # Tools the agent may call (docs/tools.md): MCP servers, named in a JSON file in the
+    # ``mcpServers`` shape, and the built-in date and time, off unless a time zone is given.
+    mcp_config: str = field(
+        default="",
+        metadata=setting(
+            "--mcp-config",
+            'a JSON file of MCP servers whose tools the agent may call ({"mcpServers": {"name": '
+            '{"command": ..., "args": [...]} or {"url": ...}}})',
+        ),
+    )
+    time_zone: str = field(
+        default="",
+        metadata=setting(
+            "--time-zone",
+            "give the agent a tool that tells the date and time in this time zone (an IANA name, "
+            "e.g. Europe/London); off by default",
+        ),
+    )
     security: Security = field(default_factory=Security)
 
     def __post_init__(self) -> None:
@@ -205,6 +224,11 @@ class ConversationSettings:
             # The held reply ends the STT utterance at the pause, before the model has judged it.
             raise SettingError(
                 "{pause_ms} works with {turn_detector} silence or bounded; leave out one of them"
+            )
+        if self.time_zone and not _is_time_zone(self.time_zone):
+            raise SettingError(
+                "{time_zone} {zone!r} is no time zone; give an IANA name such as Europe/London",
+                zone=self.time_zone,
             )
         silence = self.end_silence_ms
         if self.turn_detector == "bounded" and self.pause_ms == 0:
@@ -227,6 +251,14 @@ class ConversationSettings:
     def end_silence_ms(self) -> int:
         """The silence that ends a turn: ``silence_ms``, or the turn detector's default."""
         return silence_ms(self.turn_detector) if self.silence_ms is None else self.silence_ms
+
+
+def _is_time_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def silence_ms(turn_detector: str) -> int:

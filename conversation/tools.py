@@ -4,8 +4,16 @@ Realtime client). Several sources serve as one through ``Toolbox``."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from conversation.settings import ConversationSettings
+
+log = logging.getLogger(__name__)
 
 # How long a call may take before its result is an error for the model.
 DEFAULT_TIMEOUT_S = 10.0
@@ -88,3 +96,31 @@ class Toolbox:
             raise ToolError(f"there is no tool named {call.name!r}")
         source, name = self._by_name[call.name]
         return await source.call(ToolCall(call.id, name, call.arguments))
+
+
+@asynccontextmanager
+async def open_tools(
+    settings: ConversationSettings, notify: Callable[[str], None]
+) -> AsyncIterator[Toolbox | None]:
+    """The tools ``settings`` give (the MCP servers of ``mcp_config``, the built-in date and time
+    with ``time_zone``), started, and closed after; None where they give none. A server that does
+    not start is told to ``notify`` and the others serve; a config file that cannot work raises
+    ConfigError."""
+    from conversation.date_time import DateTimeTool
+    from conversation.mcp_servers import McpServer, read_config, start_servers
+
+    sources: dict[str, Tools] = {}
+    servers: list[McpServer] = []
+    if settings.mcp_config:
+        servers, problems = await start_servers(read_config(settings.mcp_config))
+        for problem in problems:
+            log.warning("%s", problem)
+            notify(problem)
+        sources.update((server.name, server) for server in servers)
+    if settings.time_zone:
+        sources["builtin"] = DateTimeTool(settings.time_zone)
+    try:
+        yield Toolbox(sources) if sources else None
+    finally:
+        for server in servers:
+            await server.close()

@@ -27,8 +27,19 @@ class Turn:
     retracted: bool = False  # the user went on: the turn never happened
     paused: bool = False  # sound from the user: playback stopped until it proves to be words or not
     paused_at: float = 0.0  # ms
+    calls: list[dict[str, object]] = field(default_factory=list)  # tools called: name, arguments, result, ms
+    refused_calls: int = 0  # calls past the bound of a turn
+    calling: bool = False  # a step's calls are running
+    before_calls: str = ""  # what the model wrote before its last calls
+    fillers: list[str] = field(default_factory=list)  # said while a call was slow
+    early_flushes: int = 0  # synthesis flushed before the reply's end (words said while a call works)
     synthesized: asyncio.Event = field(default_factory=asyncio.Event)
     confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def heard_since_calls(self) -> str:
+        """What was heard of the model's words after its last calls (the text a cut replaces)."""
+        return " ".join(self.heard_text.split()[len(self.before_calls.split()) :])
 
     @property
     def audible(self) -> bool:
@@ -57,4 +68,8 @@ class Turn:
             line["backchannels"] = self.backchannels
         if self.judged:
             line["judged"] = self.judged
+        if self.calls:
+            line["tools"] = self.calls
+        if self.fillers:
+            line["fillers"] = self.fillers
         return line

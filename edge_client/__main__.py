@@ -15,12 +15,14 @@ import grpc
 from rich.console import Console
 
 from conversation import Conversation, Events, Output
+from conversation.tools import open_tools
 from edge_client import audio_io, channels
 from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.echo import EchoCanceller
 from edge_client.files import WavInput, WavOutput
 from edge_client.room import Room
 from foundation.audio import FRAME_BYTES, FRAME_MS
+from foundation.errors import ConfigError
 from foundation.health import check_reachable
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
@@ -124,7 +126,10 @@ async def run(settings: EdgeSettings) -> int:
         if settings.report_file is not None:
             report = stack.enter_context(settings.report_file.open("w"))
         tally = _Tally()
-        conversation = Conversation(settings, output, show, report, tally)
+        tools = await stack.enter_async_context(open_tools(settings, lambda problem: show("note", problem)))
+        if tools is not None:
+            show("note", "tools: " + ", ".join(spec.name for spec in tools.specs()))
+        conversation = Conversation(settings, output, show, report, tally, tools)
         if echo is not None:
             conversation.barge_in_ms = echo.barge_in_ms
         conversation.start()
@@ -208,7 +213,7 @@ def main() -> None:
             code = asyncio.run(run(from_args(args)))
     except KeyboardInterrupt:
         code = 130
-    except audio_io.AudioDeviceError as exc:
+    except (audio_io.AudioDeviceError, ConfigError) as exc:
         show("note", str(exc))
         code = 2
     sys.exit(code)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from conversation import Conversation, State
+from conversation.tools import Tools
 from edge_client.config import EdgeSettings
 from edge_client.files import WavOutput
 from foundation.audio import FRAME_BYTES, FRAME_MS, RATE_HZ, frames
@@ -102,6 +103,7 @@ async def converse(
     tmp: Path,
     frames: Callable[[Conversation], AsyncIterator[bytes]],
     timeout_s: float = 120,
+    tools: Tools | None = None,
 ) -> tuple[Conversation, Session]:
     """A conversation in this process, fed ``frames(conversation)`` in real time, recorded to a WAV.
 
@@ -112,7 +114,7 @@ async def converse(
     shown: list[str] = []
     report = io.StringIO()
     conversation = Conversation(
-        settings, output, lambda kind, text: shown.append(f"{kind}: {text}\n"), report=report
+        settings, output, lambda kind, text: shown.append(f"{kind}: {text}\n"), report=report, tools=tools
     )
     clock: list[tuple[float, float]] = []
 
