@@ -23,7 +23,7 @@ from collections.abc import Callable
 from conversation.fillers import FILLER_AFTER_S, Fillers
 from conversation.links import LlmLink, TtsLink
 from conversation.messages import ToolCalls
-from conversation.tools import MAX_CALLS_PER_TURN, ToolCall, Tools
+from conversation.tools import MAX_CALLS_PER_TURN, ToolCall, Tools, fillers_for
 from conversation.turn import Turn
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ToolRunner:
         if called.text.strip() and not turn.interrupted:
             self.fillers.said(called.text)
             self._speak_now(turn)  # the model's own words before the call: heard while it works
-        elif tools is not None and tools.fillers:
+        elif tools is not None and all(fillers_for(tools, call.name) for call in called.calls):
             filler = asyncio.get_running_loop().call_later(FILLER_AFTER_S, self._filler, turn)
         try:
             await asyncio.gather(*(self._call(turn, tools, call) for call in called.calls))

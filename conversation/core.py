@@ -29,6 +29,7 @@ from conversation.messages import Final, SpeechEvent
 from conversation.player import Output
 from conversation.settings import MAX_BUFFERED_AUDIO_S, ConversationSettings
 from conversation.tools import Tools
+from conversation.tracing import traced
 from conversation.turn import Turn
 from conversation.utterances import Utterance, Utterances
 from foundation.audio import FRAME_MS
@@ -50,12 +51,12 @@ class Conversation:
         tools: Tools | None = None,
     ) -> None:
         self.settings = settings
-        self._events = events or Events()
-        self._show = show  # (kind, text): kind is "you", "ai", "state", "latency" or "note"
-        self._note: Callable[[str], None] = lambda text: show("note", text)
         self.state = State.LISTENING
         self._clock = AudioClock()
         self.now_ms = self._clock.now_ms
+        self._trace, show, self._events = traced(settings, show, events or Events(), self.now_ms)
+        self._show = show  # (kind, text): kind is "you", "ai", "state", "latency" or "note"
+        self._note: Callable[[str], None] = lambda text: show("note", text)
         self._detector = detector = detector_for(settings, self.now_ms)
         self._endpointer = Endpointer(
             settings.vad_aggressiveness, settings.min_speech_ms, detector.silence_ms, detector.pause_ms
@@ -81,8 +82,7 @@ class Conversation:
         self._withdrawn: list[dict[str, object]] = []  # held replies withdrawn since the last turn
         self._turn_over_frame = 0  # the frame at which the user's turn was last judged over
         self._skipped_pause = False  # the last pause came while a reply was playing: not acted on
-        self._speech_start = 0.0
-        self._turn_start = 0.0
+        self._speech_start = self._turn_start = 0.0
         self._over_reply = False  # the speech began while the agent was thinking or speaking
         self._links = Links(self._note, self.stt, self.agent.llm, self.agent.tts)
         # An echo canceller asks for longer speech while it converges.
@@ -108,7 +108,7 @@ class Conversation:
             self._show("state", state.value)
 
     def start(self) -> None:
-        self._links.start()
+        self._trace.start(self._links)
 
     async def listen(self, frames: AsyncIterator[bytes]) -> None:
         async for frame in frames:
@@ -347,4 +347,4 @@ class Conversation:
 
     async def close(self) -> None:
         self.agent.cancel_task()
-        await self._links.close()
+        await self._trace.close(self._links)

@@ -4,7 +4,9 @@ Realtime client). Several sources serve as one through ``Toolbox``."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,11 +44,20 @@ class ToolCall:
 class Tools(Protocol):
     """Where a conversation's tools come from and are run."""
 
-    # Whether the agent speaks a filler ("one moment") while a call is slow.
-    fillers: bool
-    timeout_s: float
-    # "auto": the model decides; "none": no calls; "required": at least one; or a tool's name.
-    tool_choice: str
+    @property
+    def fillers(self) -> bool:
+        """Whether the agent speaks a filler ("one moment") while a call is slow."""
+        ...
+
+    @property
+    def timeout_s(self) -> float:
+        """How long a call may take; then the model is told it failed."""
+        ...
+
+    @property
+    def tool_choice(self) -> str:
+        """ "auto": the model decides; "none": no calls; "required": at least one; or a tool's name."""
+        ...
 
     def specs(self) -> list[ToolSpec]: ...
 
@@ -61,27 +72,28 @@ class ToolError(Exception):
 
 class Toolbox:
     """Several sources as one set of tools, by source name; where two sources name a tool alike,
-    each is called ``<source>__<tool>``."""
+    each is called ``<source>__<tool>``. Each call runs within its own source's timeout, and a
+    filler is said only for a source that wants them."""
 
-    def __init__(
-        self,
-        sources: dict[str, Tools],
-        fillers: bool = True,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        tool_choice: str = "auto",
-    ) -> None:
-        self.fillers, self.timeout_s, self.tool_choice = fillers, timeout_s, tool_choice
+    def __init__(self, sources: dict[str, Tools], tool_choice: str = "auto") -> None:
+        self.tool_choice = tool_choice
         self._sources = sources
         self._by_name: dict[str, tuple[Tools, str]] = {}
         self._specs: list[ToolSpec] = []
         self.refresh()
 
+    @property
+    def fillers(self) -> bool:
+        return any(source.fillers for source in self._sources.values())
+
+    @property
+    def timeout_s(self) -> float:
+        return max((source.timeout_s for source in self._sources.values()), default=DEFAULT_TIMEOUT_S)
+
     def refresh(self) -> None:
         """Take the sources' tools again (a source's list changed)."""
         listed = [(source, name, spec) for name, source in self._sources.items() for spec in source.specs()]
-        counts: dict[str, int] = {}
-        for _, _, spec in listed:
-            counts[spec.name] = counts.get(spec.name, 0) + 1
+        counts = Counter(spec.name for _, _, spec in listed)
         self._by_name, self._specs = {}, []
         for source, source_name, spec in listed:
             name = spec.name if counts[spec.name] == 1 else f"{source_name}__{spec.name}"
@@ -91,11 +103,25 @@ class Toolbox:
     def specs(self) -> list[ToolSpec]:
         return list(self._specs)
 
+    def fillers_for(self, name: str) -> bool:
+        """Whether a slow call of the tool ``name`` gets a filler."""
+        return name in self._by_name and self._by_name[name][0].fillers
+
     async def call(self, call: ToolCall) -> str:
         if call.name not in self._by_name:
             raise ToolError(f"there is no tool named {call.name!r}")
         source, name = self._by_name[call.name]
-        return await source.call(ToolCall(call.id, name, call.arguments))
+        try:
+            return await asyncio.wait_for(
+                source.call(ToolCall(call.id, name, call.arguments)), source.timeout_s
+            )
+        except TimeoutError:
+            raise ToolError(f"{call.name} did not answer within {source.timeout_s:g} s") from None
+
+
+def fillers_for(tools: Tools, name: str) -> bool:
+    """Whether a slow call of ``name`` gets a filler."""
+    return tools.fillers_for(name) if isinstance(tools, Toolbox) else tools.fillers
 
 
 @asynccontextmanager

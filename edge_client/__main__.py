@@ -21,6 +21,7 @@ from edge_client.config import EdgeSettings, from_args, parser
 from edge_client.echo import EchoCanceller
 from edge_client.files import WavInput, WavOutput
 from edge_client.room import Room
+from foundation import tracing
 from foundation.audio import FRAME_BYTES, FRAME_MS
 from foundation.errors import ConfigError
 from foundation.health import check_reachable
@@ -210,6 +211,7 @@ def main() -> None:
             _devices(args)
             code = 0
         else:
+            tracing.setup("voice-agent")  # off unless the OTEL_* variables ask for traces
             code = asyncio.run(run(from_args(args)))
     except KeyboardInterrupt:
         code = 130

@@ -4,6 +4,7 @@ core that speaks protobuf. Each link turns its service's messages into the core'
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from conversation.links.base import Link, Notify
@@ -24,6 +25,11 @@ class Links:
         self._notify = notify
         self._links = links
         self._tasks: list[asyncio.Task[None]] = []
+
+    def trace(self, trace_of: Callable[[int], str]) -> None:
+        """Each link's requests of a turn carry the trace context ``trace_of`` gives it."""
+        for link in self._links:
+            link.trace_of = trace_of
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(link.run()) for link in self._links]

@@ -60,6 +60,9 @@ class Link(Generic[Item, Req, Resp]):
         self._rolling = False
         self.connected = False
         self.streams = 0  # streams opened so far
+        # The trace context a turn's requests carry (a W3C traceparent; "": none), by turn id
+        # (0: the user's turn being heard); set by the conversation's tracing.
+        self.trace_of: Callable[[int], str] = lambda turn_id: ""
 
     def send(self, item: Item) -> bool:
         """Queue ``item`` on the live stream; False when there is none (then it is not kept here)."""

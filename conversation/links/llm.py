@@ -34,6 +34,7 @@ class _Asked:
     turn_id: int
     events: asyncio.Queue[Reply]
     deltas: str = ""  # all it wrote
+    traceparent: str = ""  # of the turn, sent with it
     step: str = ""  # what it wrote since its last calls (or its start)
     steps: int = 0  # times it called tools
     awaiting: set[str] = field(default_factory=set)  # the calls without a result yet
@@ -72,7 +73,7 @@ class LlmLink(
 
     async def turn(self, text: str, turn_id: int) -> AsyncIterator[Reply]:
         """Ask; yield this turn's deltas and then its end (an error end if the service fails it)."""
-        asked = self._asked = _Asked(text, turn_id, asyncio.Queue())
+        asked = self._asked = _Asked(text, turn_id, asyncio.Queue(), traceparent=self.trace_of(turn_id))
         self.history.append(llm_pb2.Message(role=llm_pb2.ROLE_USER, content=text))
         if not self.send(self._ask(asked)):
             self._wait_for_service(asked)
@@ -132,7 +133,7 @@ class LlmLink(
 
     def _ask(self, asked: _Asked) -> llm_pb2.StreamingChatRequest:
         return llm_pb2.StreamingChatRequest(
-            user_turn=llm_pb2.UserTurn(text=asked.text, turn_id=asked.turn_id)
+            user_turn=llm_pb2.UserTurn(text=asked.text, turn_id=asked.turn_id), traceparent=asked.traceparent
         )
 
     def _first(self) -> llm_pb2.StreamingChatRequest:

@@ -32,6 +32,7 @@ class _Item:
     audio: bytes | None  # None: end of utterance
     stream_ms: float = -1.0  # offset in the current stream, once sent on it
     sent_at: float = 0.0
+    traceparent: str = ""  # of the turn an end of utterance belongs to
 
 
 class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRecognizeResponse]):
@@ -72,7 +73,7 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
             self.dropped_frames += 1
 
     def end_utterance(self) -> None:
-        self._keep(_Item(self._frames, None))
+        self._keep(_Item(self._frames, None, traceparent=self.trace_of(0)))
 
     def _keep(self, item: _Item) -> None:
         self._pending.append(item)
@@ -116,7 +117,9 @@ class SttLink(Link[_Item, stt_pb2.StreamingRecognizeRequest, stt_pb2.StreamingRe
             self._base_ms = item.frame * FRAME_MS
         item.stream_ms, item.sent_at = self._sent_samples * 1000 / RATE_HZ, time.monotonic()
         if item.audio is None:
-            return stt_pb2.StreamingRecognizeRequest(end_of_utterance=stt_pb2.EndOfUtterance())
+            return stt_pb2.StreamingRecognizeRequest(
+                end_of_utterance=stt_pb2.EndOfUtterance(), traceparent=item.traceparent
+            )
         self._sent_samples += len(item.audio) // 2
         return stt_pb2.StreamingRecognizeRequest(audio_content=item.audio)
 

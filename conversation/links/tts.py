@@ -22,6 +22,7 @@ class _Reply:
     text: str = ""
     spoken_words: int = 0  # words whose audio has begun to arrive
     flushed: bool = False
+    traceparent: str = ""  # of the turn, on each of its requests
     give_up: asyncio.TimerHandle | None = None
 
 
@@ -55,19 +56,26 @@ class TtsLink(
         self._reply: _Reply | None = None
 
     def text(self, text: str, turn_id: int) -> None:
-        if self._reply is None or self._reply.turn_id != turn_id:
-            self._drop_reply()
-            self._reply = _Reply(turn_id)
-        self._reply.text += text
-        self.send(tts_pb2.StreamingSynthesizeRequest(text=text, turn_id=turn_id))
+        reply = self._reply_of(turn_id)
+        reply.text += text
+        self.send(
+            tts_pb2.StreamingSynthesizeRequest(text=text, turn_id=turn_id, traceparent=reply.traceparent)
+        )
 
     def flush(self, turn_id: int) -> None:
+        reply = self._reply_of(turn_id)
+        reply.flushed = True
+        flush = tts_pb2.StreamingSynthesizeRequest(
+            flush=tts_pb2.Flush(), turn_id=turn_id, traceparent=reply.traceparent
+        )
+        if not self.send(flush):
+            self._wait_for_service(reply)
+
+    def _reply_of(self, turn_id: int) -> _Reply:
         if self._reply is None or self._reply.turn_id != turn_id:
             self._drop_reply()
-            self._reply = _Reply(turn_id)
-        self._reply.flushed = True
-        if not self.send(tts_pb2.StreamingSynthesizeRequest(flush=tts_pb2.Flush(), turn_id=turn_id)):
-            self._wait_for_service(self._reply)
+            self._reply = _Reply(turn_id, traceparent=self.trace_of(turn_id))
+        return self._reply
 
     def cancel(self, turn_id: int) -> None:
         if self._reply is not None and self._reply.turn_id == turn_id:
@@ -92,10 +100,14 @@ class TtsLink(
         if reply is None:
             return
         rest = " ".join(reply.text.split()[reply.spoken_words :])
+        trace = reply.traceparent
         if rest:
-            self.send(tts_pb2.StreamingSynthesizeRequest(text=rest, turn_id=reply.turn_id))
+            self.send(tts_pb2.StreamingSynthesizeRequest(text=rest, turn_id=reply.turn_id, traceparent=trace))
         if reply.flushed:
-            self.send(tts_pb2.StreamingSynthesizeRequest(flush=tts_pb2.Flush(), turn_id=reply.turn_id))
+            flush = tts_pb2.Flush()
+            self.send(
+                tts_pb2.StreamingSynthesizeRequest(flush=flush, turn_id=reply.turn_id, traceparent=trace)
+            )
 
     def _on_response(self, response: tts_pb2.StreamingSynthesizeResponse) -> None:
         reply = self._reply

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from foundation import tracing
 from foundation.errors import ConfigError
 from services.common.logs import configure_logging, redact
 from services.gateway.access import http_tokens
@@ -41,6 +42,7 @@ async def _run(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(settings.log_level)
+    tracing.setup("voice-gateway")  # off unless the OTEL_* variables ask for traces
     try:
         # No log line shows the gateway's token or its callers'.
         redact([security(settings).token, *http_tokens(settings).values()])

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 
+from foundation import tracing
 from foundation.errors import ConfigError
 from services.common.logs import configure_logging
 from services.common.server import serve
@@ -20,6 +21,7 @@ log = logging.getLogger("services.llm")
 def main() -> None:
     settings = LlmSettings()
     configure_logging(settings.log_level)
+    tracing.setup("voice-llm")  # off unless the OTEL_* variables ask for traces
     try:
         engine = create_engine(settings)
     except ConfigError as exc:

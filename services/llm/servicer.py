@@ -18,6 +18,7 @@ from services.llm.conversation import (
     TurnResult,
 )
 from services.llm.engine import Engine, FallbackEngine, Finish, Message, Options
+from services.llm.spans import chat_span
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,10 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                 loop.call_soon_threadsafe(out.put_nowait, delta)
 
             try:
-                result = await conversation.reply(request.user_turn.text, send, cancel)
+                model = self.engine.model
+                with chat_span(request.traceparent, self.engine.name, conversation.options, model) as done:
+                    result = await conversation.reply(request.user_turn.text, send, cancel)
+                    done(result)
                 end = _turn_end(result)
             except Exception as exc:
                 if not isinstance(exc, VoiceError):

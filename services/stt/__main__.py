@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from foundation import tracing
 from services.common.logs import configure_logging
 from services.common.server import serve
 from services.stt.config import SttSettings
@@ -15,6 +16,7 @@ from voice.stt.v1 import stt_pb2_grpc
 def main() -> None:
     settings = SttSettings()
     configure_logging(settings.log_level)
+    tracing.setup("voice-stt")  # off unless the OTEL_* variables ask for traces
     engine = create_engine(settings)
     servicer = SttServicer(engine, settings)
     asyncio.run(

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import grpc
+from opentelemetry import trace
 
 from foundation.audio import (
     MAX_SAMPLE_RATE_HZ,
@@ -16,6 +17,7 @@ from foundation.audio import (
     pcm16_to_float,
     resample,
 )
+from foundation.tracing import context_of
 from services.common.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -43,6 +45,7 @@ _EVENT_TYPES = {
     SpeechEventType.END_OF_TURN: stt_pb2.SPEECH_EVENT_TYPE_END_OF_TURN,
     SpeechEventType.TURN_INCOMPLETE: stt_pb2.SPEECH_EVENT_TYPE_TURN_INCOMPLETE,
 }
+_tracer = trace.get_tracer("voice.stt")
 # Voice detection and turn decisions for all streams; a turn decision holds a thread ~0.1 s.
 _LISTEN_THREADS = 2
 
@@ -118,7 +121,9 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
                             "open a new stream to go on"
                         )
                 elif kind == "end_of_utterance":
-                    await session.finalize(answer=True)
+                    # A child of the client's turn, where the request names it.
+                    with _tracer.start_as_current_span("stt.final", context_of(request.traceparent)):
+                        await session.finalize(answer=True)
                 elif kind == "config":
                     raise InvalidArgument("`config` may only be the first message of a stream")
             await session.add_audio(resampler.flush())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from foundation import tracing
 from services.common.logs import configure_logging
 from services.common.server import serve
 from services.tts.config import TtsSettings
@@ -15,6 +16,7 @@ from voice.tts.v1 import tts_pb2_grpc
 def main() -> None:
     settings = TtsSettings()
     configure_logging(settings.log_level)
+    tracing.setup("voice-tts")  # off unless the OTEL_* variables ask for traces
     engine = create_engine(settings)
     servicer = TtsServicer(engine, settings)
     asyncio.run(

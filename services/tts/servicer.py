@@ -23,6 +23,7 @@ from services.tts.session import (
     resolve_options,
     synthesize_text,
 )
+from services.tts.spans import SpeechSpans
 from voice.audio.v1 import audio_pb2
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 
@@ -59,8 +60,13 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         if first.WhichOneof("request") != "config":
             raise InvalidArgument("the first message of a stream must be config; send text after it")
         session = SynthesisSession(self._engine, self._options(first.config), self._executor)
-        async for event in session.run(_commands(requests)):
-            yield _response(event)
+        spans = SpeechSpans()
+        try:
+            async for event in session.run(_commands(requests, spans)):
+                spans.said(event)
+                yield _response(event)
+        finally:
+            spans.close()
 
     @unary_errors
     async def Synthesize(
@@ -98,9 +104,13 @@ class TtsServicer(tts_pb2_grpc.TtsServiceServicer):
         )
 
 
-async def _commands(requests: AsyncIterator[tts_pb2.StreamingSynthesizeRequest]) -> AsyncIterator[Command]:
+async def _commands(
+    requests: AsyncIterator[tts_pb2.StreamingSynthesizeRequest], spans: SpeechSpans
+) -> AsyncIterator[Command]:
     async for request in requests:
         kind = request.WhichOneof("request")
+        if kind in ("text", "flush"):
+            spans.asked(request.turn_id, request.traceparent)
         if kind == "text":
             yield Text(request.text, request.turn_id)
         elif kind == "flush":

@@ -4,6 +4,7 @@ checks, the built-in date and time."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from datetime import datetime
@@ -42,6 +43,22 @@ async def test_a_toolbox_namespaces_only_the_names_that_clash() -> None:
     assert await box.call(ToolCall("2", "order_status", {})) == "shop:order_status:{}"
     with pytest.raises(ToolError, match="no tool named 'search'"):
         await box.call(ToolCall("3", "search", {}))
+
+
+class Slow(Named):
+    fillers, timeout_s = False, 0.1
+
+    async def call(self, call: ToolCall) -> str:
+        await asyncio.sleep(1)
+        return "late"
+
+
+async def test_a_toolbox_runs_each_call_within_its_own_sources_timeout_and_filler_rule() -> None:
+    box = Toolbox({"shop": Named("shop", "order_status"), "clock": Slow("clock", "now")})
+    assert box.timeout_s == 1.0 and box.fillers
+    assert box.fillers_for("order_status") and not box.fillers_for("now")
+    with pytest.raises(ToolError, match=r"now did not answer within 0\.1 s"):
+        await box.call(ToolCall("1", "now", {}))
 
 
 def test_fillers_are_never_the_same_twice_in_a_row() -> None:
