@@ -51,6 +51,8 @@ def setup(service_name: str, exporter: SpanExporter | None = None) -> bool:
     each span as it ends); False when it stays off. ``OTEL_SERVICE_NAME`` overrides the name."""
     if exporter is None and not configured():
         return False
+    for name in [n for n, value in os.environ.items() if n.startswith("OTEL_") and not value]:
+        del os.environ[name]  # empty is unset (compose passes each one through, set or not)
     from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
     from opentelemetry.instrumentation.grpc.filters import health_check, negate
     from opentelemetry.sdk.resources import Resource

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,12 +13,15 @@ from dataclasses import dataclass
 import uvicorn
 from wyoming.server import AsyncEventHandler
 
+from conversation.tools import open_tools
 from services.gateway.access import check_listeners, http_tokens
 from services.gateway.channels import Backends, conversation_settings
 from services.gateway.config import GatewaySettings
 from services.gateway.openai_app import create_app
 from services.gateway.wyoming_stt import SttEventHandler
 from services.gateway.wyoming_tts import TtsEventHandler
+
+log = logging.getLogger(__name__)
 
 HandlerFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter], AsyncEventHandler]
 
@@ -82,9 +86,14 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[Ports]:
     tokens = http_tokens(settings)
     check_listeners(settings, tokens)
     backends = Backends.connect(settings)
+    # The conversations' tools (MCP servers, the date and time), started once for every door.
+    tools = open_tools(conversation_settings(settings), lambda problem: log.warning("%s", problem))
+    app_tools = await tools.__aenter__()
+    app = create_app(backends, tokens, conversation_settings(settings))
+    app.state.tools = app_tools  # Toolbox | None: what the doors on the core offer the model
     http = _HttpServer(
         uvicorn.Config(
-            create_app(backends, tokens, conversation_settings(settings)),
+            app,
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -113,3 +122,4 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[Ports]:
             await serving
         sock.close()
         await backends.close()
+        await tools.__aexit__(None, None, None)
