@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 
 from conversation import ConversationSettings
+from conversation.settings import SettingError
 from foundation.channels import Security, SettingNames, open_channel
 from services.common.errors import ConfigError
 from services.gateway.config import GatewaySettings
@@ -51,13 +52,19 @@ def security(settings: GatewaySettings) -> Security:
 
 
 def conversation_settings(settings: GatewaySettings) -> ConversationSettings:
-    """A remote conversation's defaults: the services the gateway reaches, as it reaches them."""
-    return ConversationSettings(
-        stt=settings.stt_address,
-        llm=settings.llm_address,
-        tts=settings.tts_address,
-        security=security(settings),
-    )
+    """A remote conversation's defaults: the services the gateway reaches, as it reaches them,
+    and the tools it offers."""
+    try:
+        return ConversationSettings(
+            stt=settings.stt_address,
+            llm=settings.llm_address,
+            tts=settings.tts_address,
+            security=security(settings),
+            mcp_config=settings.mcp_config,
+            time_zone=settings.time_zone,
+        )
+    except SettingError as exc:
+        raise ConfigError(exc.render(lambda name: f"GATEWAY_{name.upper()}")) from None
 
 
 def _path(value: str) -> Path | None:

@@ -44,6 +44,10 @@ class GatewaySettings(BaseSettings):
     # ends a final at each pause, so the chunks come while the audio still streams.
     transcript_streaming: bool = True
     info_timeout_s: float = DEFAULT_INFO_TIMEOUT_S
+    # The conversations' tools (docs/tools.md): a JSON file of MCP servers in the ``mcpServers``
+    # shape, and the time zone of the built-in date-and-time tool (an IANA name; empty: off).
+    mcp_config: str = ""
+    time_zone: str = ""
     log_level: str = "info"
     # Where the services speak TLS: the CA that signed their certificates (PEM file).
     tls_ca: str = ""
