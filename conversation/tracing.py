@@ -7,6 +7,7 @@
             fault and reconnect events when a link to a service breaks or comes back)
         end_of_turn (detector, verdicts, probabilities, wait ms)
         stt.final, chat <model>, tts      the services' spans of this turn's work
+        execute_tool <name>               each tool the reply called (its arguments and result unrecorded)
       the streams to the services (the grpc.aio instrumentor's spans)
 
 A turn's span begins with the user's speech: the STT service is asked for its final with the
@@ -38,8 +39,9 @@ from foundation import tracing
 
 Show = Callable[[str, str], None]
 _tracer = trace.get_tracer("voice.conversation")
-# What a link's note says of its service; any other note is a fault.
+# What a link's note says of its service that is back; a tool's note begins so; any other is a fault.
 _BACK = "is back"
+_TOOL = "tool "
 # The OpenTelemetry GenAI instrumentations' switch for recording what was said.
 CAPTURE_WORDS = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
@@ -81,6 +83,8 @@ class TurnSpans(Tracing):
         self._pending: Span | None = None  # the turn being heard, before its reply starts
         self._turns: dict[int, Span] = {}  # by turn id (a withdrawn reply and the next share one)
         self._done: Turn | None = None
+        self._replying: Turn | None = None  # the reply in progress, and its calls traced so far
+        self._calls_traced = 0
         # The front end's own events go on; these are tapped on the way.
         for name in ("speech_started", "reply_started", "reply_done", "reported"):
             setattr(events, name, _both(getattr(self, f"_{name}"), getattr(events, name)))
@@ -129,7 +133,9 @@ class TurnSpans(Tracing):
 
     def _note(self, show: Show) -> Show:
         def noted(kind: str, text: str) -> None:
-            if kind == "note":
+            if kind == "note" and text.startswith(_TOOL):
+                self._tool_calls()
+            elif kind == "note":
                 name = "reconnect" if _BACK in text else "fault"
                 spans = [*self._turns.values(), *([self._pending] if self._pending else [])]
                 for span in {id(s): s for s in spans}.values() or [self._conversation]:
@@ -155,6 +161,31 @@ class TurnSpans(Tracing):
     def _reply_started(self, turn: Turn) -> None:
         self._turns[turn.id] = self._turns.get(turn.id) or self._pending or self._open()
         self._pending, self._heard_from_ms = None, None
+        self._replying, self._calls_traced = turn, 0
+
+    def _tool_calls(self) -> None:
+        """The reply's tool calls that have ended since the last: a span each (GenAI's execute_tool)."""
+        turn = self._replying
+        if turn is None or (parent := self._turns.get(turn.id)) is None:
+            return
+        ended = [call for call in turn.calls if "ms" in call]
+        now = time.time_ns()
+        for call in ended[self._calls_traced :]:
+            ms = call["ms"]
+            span = _tracer.start_span(
+                f"execute_tool {call['name']}",
+                context=trace.set_span_in_context(parent),
+                start_time=now - int(ms * 1e6) if isinstance(ms, int | float) else now,
+                attributes={
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": str(call["name"]),
+                    "voice.tool.failed": bool(call.get("error")),
+                },
+            )
+            if call.get("error"):
+                span.set_status(Status(StatusCode.ERROR))
+            span.end(end_time=now)
+        self._calls_traced = len(ended)
 
     def _reply_done(self, turn: Turn) -> None:
         self._done = turn
