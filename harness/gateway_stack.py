@@ -33,6 +33,8 @@ class Stack:
     ports: Ports
     # The STT service directly, to compare the gateway with the gRPC path.
     stt: stt_pb2_grpc.SttServiceStub
+    # The gateway's settings (the services' addresses among them).
+    settings: GatewaySettings
 
 
 @asynccontextmanager
@@ -88,7 +90,7 @@ async def gateway_stack(*, llm: bool) -> AsyncIterator[Stack]:
         )
         ports = await stack.enter_async_context(running_gateway(settings))
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{stt_server.port}"))
-        yield Stack(ports, stt_pb2_grpc.SttServiceStub(channel))
+        yield Stack(ports, stt_pb2_grpc.SttServiceStub(channel), settings)
 
 
 def gateway_settings(

@@ -71,3 +71,12 @@ class GatewaySettings(BaseSettings):
     http_allow_open: bool = False
     # Wyoming has no authentication: serve it off loopback only where a trusted network guards it.
     wyoming_allow_open: bool = False
+    # Phone calls from Asterisk (AudioSocket) on this port; unset: no phone door; 0 picks a free port.
+    audiosocket_port: int | None = None
+    # AudioSocket has no authentication: peers off loopback are served only from these networks
+    # (comma-separated, e.g. 172.16.0.0/12).
+    audiosocket_allow: str = ""
+    # WebRTC noise suppression on callers' 8 kHz audio (the phone doors).
+    noise_suppression: bool = True
+    # Hang up a call after this many seconds with neither side speaking; 0: only the caller hangs up.
+    phone_idle_hangup_s: float = 60.0

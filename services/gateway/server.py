@@ -1,4 +1,5 @@
-"""The gateway's three listeners (OpenAI HTTP, Wyoming STT, Wyoming TTS), started and stopped together."""
+"""The gateway's listeners (OpenAI HTTP, Wyoming STT, Wyoming TTS, and AudioSocket where set), started and
+stopped together."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import uvicorn
 from wyoming.server import AsyncEventHandler
 
 from conversation.tools import open_tools
+from services.gateway import twilio
 from services.gateway.access import check_listeners, http_tokens
+from services.gateway.audiosocket import AudioSocketListener, networks
 from services.gateway.channels import Backends, conversation_settings
 from services.gateway.config import GatewaySettings
 from services.gateway.openai_app import create_app
+from services.gateway.phone import PhoneOptions
 from services.gateway.wyoming_stt import SttEventHandler
 from services.gateway.wyoming_tts import TtsEventHandler
 
@@ -31,6 +35,7 @@ class Ports:
     http: int
     wyoming_stt: int
     wyoming_tts: int
+    audiosocket: int | None = None  # the phone door, where GATEWAY_AUDIOSOCKET_PORT is set
 
 
 class _WyomingListener:
@@ -85,12 +90,16 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[Ports]:
     """
     tokens = http_tokens(settings)
     check_listeners(settings, tokens)
+    allow = networks(settings.audiosocket_allow)
     backends = Backends.connect(settings)
     # The conversations' tools (MCP servers, the date and time), started once for every door.
     tools = open_tools(conversation_settings(settings), lambda problem: log.warning("%s", problem))
     app_tools = await tools.__aenter__()
-    app = create_app(backends, tokens, conversation_settings(settings))
+    conversation = conversation_settings(settings)
+    phone = PhoneOptions(settings.noise_suppression, settings.phone_idle_hangup_s)
+    app = create_app(backends, tokens, conversation)
     app.state.tools = app_tools  # Toolbox | None: what the doors on the core offer the model
+    app.include_router(twilio.router(conversation, tokens, phone))
     http = _HttpServer(
         uvicorn.Config(
             app,
@@ -105,17 +114,22 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[Ports]:
     serving = asyncio.create_task(http.serve(sockets=[sock]))
     stt = _WyomingListener(lambda r, w: SttEventHandler(backends, settings, r, w))
     tts = _WyomingListener(lambda r, w: TtsEventHandler(backends, r, w))
+    calls = AudioSocketListener(conversation, phone, allow)
     try:
         stt_port = await stt.start(settings.host, settings.wyoming_stt_port)
         tts_port = await tts.start(settings.host, settings.wyoming_tts_port)
+        calls_port = None
+        if settings.audiosocket_port is not None:
+            calls_port = await calls.start(settings.host, settings.audiosocket_port)
         while not http.started:
             if serving.done():
                 await serving
                 raise RuntimeError("the HTTP server stopped while starting")
             await asyncio.sleep(0.01)
-        yield Ports(int(sock.getsockname()[1]), stt_port, tts_port)
+        yield Ports(int(sock.getsockname()[1]), stt_port, tts_port, calls_port)
     finally:
         http.should_exit = True
+        await calls.close()
         await stt.close()
         await tts.close()
         with contextlib.suppress(asyncio.CancelledError):
