@@ -1,7 +1,11 @@
-"""An MCP server for the tests, on the ``mcp`` SDK over stdio (or streamable HTTP with ``--http PORT``):
-``add(a, b)``, ``order_status(order_id)`` over a small JSON file (``ORDERS_FILE``, default
+"""An MCP server for the tests, on the ``mcp`` SDK over stdio (or streamable HTTP with ``--http PORT``).
+
+Tools: ``add(a, b)``, ``order_status(order_id)`` over a small JSON file (``ORDERS_FILE``, default
 ``tests/data/tools/orders.json``), ``slow_status`` (the same after ``SLOW_S`` seconds, 1.5 by
-default) and ``broken_lookup`` (always raises). With ``--name X`` the server calls itself X."""
+default) and ``broken_lookup`` (always raises). The environment shapes it for a test:
+``TOOLS=add,order_status`` offers only those, ``DELAY_S`` makes every call wait that long first,
+``BROKEN=1`` makes ``order_status`` raise. With ``--name X`` the server calls itself X.
+"""
 
 from __future__ import annotations
 
@@ -21,32 +25,38 @@ def build(name: str) -> MCPServer:
     server = MCPServer(name, log_level="CRITICAL")  # a tool that raises is expected here
     orders = json.loads(Path(os.environ.get("ORDERS_FILE", ORDERS)).read_text())
     slow_s = float(os.environ.get("SLOW_S", "1.5"))
+    delay_s = float(os.environ.get("DELAY_S", "0"))
+    broken = os.environ.get("BROKEN") == "1"
+    offered = os.environ.get("TOOLS", "add,order_status,slow_status,broken_lookup").split(",")
 
-    @server.tool()
     def add(a: float, b: float) -> str:
         """Add two numbers."""
+        time.sleep(delay_s)
         total = a + b
         return str(int(total) if total == int(total) else total)
 
-    @server.tool()
     def order_status(order_id: str) -> str:
-        """The delivery status of an order, by its order number."""
+        """The delivery status of a customer's order, by its order number."""
+        time.sleep(delay_s)
+        if broken:
+            raise RuntimeError("the order database is down")
         order = orders.get(str(order_id).strip().lstrip("#"))
         if order is None:
             raise ToolError(f"there is no order {order_id}")
         return json.dumps(order)
 
-    @server.tool()
     def slow_status(order_id: str) -> str:
         """The delivery status of an order, from the slow warehouse system."""
         time.sleep(slow_s)
         return order_status(order_id)
 
-    @server.tool()
     def broken_lookup(order_id: str) -> str:
         """Look up an order in the old system."""
         raise RuntimeError("the order database is down")
 
+    for tool in (add, order_status, slow_status, broken_lookup):
+        if tool.__name__ in offered:
+            server.tool()(tool)
     return server
 
 
