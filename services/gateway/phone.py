@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from conversation import Conversation, ConversationSettings, Events, Turn
+from conversation.tools import Tools
 from foundation.audio import FrameSplitter
 from foundation.noise import NoiseSuppressor
 
@@ -34,6 +35,8 @@ class PhoneOptions:
 
     noise_suppression: bool = True
     idle_hangup_s: float = 60.0
+    # The gateway's tools (GATEWAY_MCP_CONFIG, GATEWAY_TIME_ZONE) for the calls' conversations.
+    tools: Tools | None = None
 
 
 def dtmf_text(digit: str) -> str:
@@ -87,7 +90,7 @@ class PhoneCall(Events):
         self.playback = LinePlayback()
         self._noise = NoiseSuppressor(LINE_RATE_HZ) if options.noise_suppression else None
         self._frames = FrameSplitter(LINE_RATE_HZ)
-        self._conversation = Conversation(base, self.playback, self._show, events=self)
+        self._conversation = Conversation(base, self.playback, self._show, events=self, tools=options.tools)
         self.on_reply_done: Callable[[Turn], None] = lambda turn: None
         self.turns = 0
         self.digits = ""

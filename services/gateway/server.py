@@ -96,7 +96,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[Ports]:
     tools = open_tools(conversation_settings(settings), lambda problem: log.warning("%s", problem))
     app_tools = await tools.__aenter__()
     conversation = conversation_settings(settings)
-    phone = PhoneOptions(settings.noise_suppression, settings.phone_idle_hangup_s)
+    phone = PhoneOptions(settings.noise_suppression, settings.phone_idle_hangup_s, app_tools)
     app = create_app(backends, tokens, conversation)
     app.state.tools = app_tools  # Toolbox | None: what the doors on the core offer the model
     app.include_router(twilio.router(conversation, tokens, phone))
