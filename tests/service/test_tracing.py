@@ -213,10 +213,10 @@ async def test_a_spoken_turn_is_one_trace_through_the_three_services(
 async def test_an_interrupted_turn_says_so(services: Services, tmp_path: Path) -> None:
     _spans()
     question, interruption = english()[0], english()[4]
-    settings = services.settings(system_prompt="Tell a long story of at least six sentences.")
+    settings = services.settings(system_prompt="Tell a long story of at least six sentences.", max_tokens=60)
     spoke_at: list[float] = []
     frames = over_the_reply(question.pcm(), interruption.pcm() + silence(1.0), spoke_at)
-    _, session = await converse(settings, tmp_path, frames)
+    _, session = await converse(settings, tmp_path, frames, timeout_s=240)
     spans = _spans()
     assert [t["interrupted"] for t in session.turns][:1] == [True], session.turns
     _no_orphans(spans)
