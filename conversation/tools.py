@@ -5,7 +5,6 @@ Realtime client). Several sources serve as one through ``Toolbox``."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,8 +13,6 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from conversation.settings import ConversationSettings
-
-log = logging.getLogger(__name__)
 
 # How long a call may take before its result is an error for the model.
 DEFAULT_TIMEOUT_S = 10.0
@@ -140,7 +137,6 @@ async def open_tools(
     if settings.mcp_config:
         servers, problems = await start_servers(read_config(settings.mcp_config))
         for problem in problems:
-            log.warning("%s", problem)
             notify(problem)
         sources.update((server.name, server) for server in servers)
     if settings.time_zone:
