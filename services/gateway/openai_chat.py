@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -14,12 +15,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from services.gateway.channels import Backends
 from services.gateway.errors import BadRequest, openai_error, openai_status_error, status_code
+from services.gateway.functions import FunctionError, functions, tool_choice
 from services.gateway.http_body import json_body
 from voice.llm.v1 import llm_pb2
 
-_ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
+_ROLES = {"user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT, "tool": llm_pb2.ROLE_TOOL}
 _SYSTEM_ROLES = ("system", "developer")
-_FINISH = {llm_pb2.FINISH_REASON_LENGTH: "length"}
+_FINISH = {llm_pb2.FINISH_REASON_LENGTH: "length", llm_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls"}
 
 
 def router(backends: Backends) -> APIRouter:
@@ -35,26 +37,30 @@ def router(backends: Backends) -> APIRouter:
             return JSONResponse(_completion(reply, model))
         options = body.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        config.history.extend(messages[:-1])
+        # The tool results that end the messages answer the calls before them: the service goes
+        # on with that turn. Otherwise the last message is the user's turn.
+        results = list(itertools.takewhile(lambda m: m.role == llm_pb2.ROLE_TOOL, reversed(messages)))
+        config.history.extend(messages[: len(messages) - max(len(results), 1)])
+        requests = [
+            llm_pb2.StreamingChatRequest(
+                tool_result=llm_pb2.ToolResult(call_id=m.tool_call_id, output=m.content)
+            )
+            for m in reversed(results)
+        ] or [llm_pb2.StreamingChatRequest(user_turn=llm_pb2.UserTurn(text=messages[-1].content))]
         call = backends.llm.StreamingChat()
         try:
             await call.write(llm_pb2.StreamingChatRequest(config=config))
-            await call.write(
-                llm_pb2.StreamingChatRequest(user_turn=llm_pb2.UserTurn(text=messages[-1].content))
-            )
+            for asked in requests:
+                await call.write(asked)
             await call.done_writing()
             first = await call.read()
         except BaseException:
             call.cancel()
             raise
-        if (
-            first is not grpc.aio.EOF
-            and first.WhichOneof("response") == "turn_end"
-            and first.turn_end.error.code
-        ):
+        if first is not grpc.aio.EOF and (refused := _refusal(first)) is not None:
             # Refused before any text: a plain HTTP error, as OpenAI answers.
             call.cancel()
-            return _turn_error(first.turn_end.error)
+            return _turn_error(refused)
         return StreamingResponse(_events(call, first, model, usage), media_type="text/event-stream")
 
     return api
@@ -69,17 +75,20 @@ def _conversation(body: dict[str, Any]) -> tuple[llm_pb2.ChatConfig, list[llm_pb
     for index, message in enumerate(raw):
         if not isinstance(message, dict):
             raise BadRequest(f"messages[{index}] must be an object with role and content", "messages")
-        role, content = message.get("role"), _text(message.get("content"), index)
+        role = message.get("role")
         if role in _SYSTEM_ROLES:
-            system.append(content)
+            system.append(_text(message.get("content"), index))
         elif role in _ROLES:
-            messages.append(llm_pb2.Message(role=_ROLES[role], content=content))
+            messages.append(_message(message, index))
         else:
             raise BadRequest(
-                f"messages[{index}] has role {role!r}; use system, developer, user or assistant", "messages"
+                f"messages[{index}] has role {role!r}; use system, developer, user, assistant or tool",
+                "messages",
             )
-    if not messages or messages[-1].role != llm_pb2.ROLE_USER:
-        raise BadRequest("the last message must be the user's", "messages")
+    if not messages or messages[-1].role not in (llm_pb2.ROLE_USER, llm_pb2.ROLE_TOOL):
+        raise BadRequest(
+            "the last message must be the user's (or the results of the tools called)", "messages"
+        )
     config = llm_pb2.ChatConfig(system_prompt="\n\n".join(system), model=str(body.get("model") or ""))
     temperature = body.get("temperature")
     if temperature is not None:
@@ -91,7 +100,50 @@ def _conversation(body: dict[str, Any]) -> tuple[llm_pb2.ChatConfig, list[llm_pb
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise BadRequest("`max_tokens` must be a positive integer", "max_tokens")
         config.max_tokens = max_tokens
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if tools is None and choice is not None:
+        raise BadRequest(
+            "`tool_choice` is given without `tools`: declare the functions in `tools`", "tool_choice"
+        )
+    if tools is not None:
+        try:
+            declared = functions(tools, "tools", nested=True)
+            config.tools.tool_choice = tool_choice(choice, [f.name for f in declared], "tool_choice")
+        except FunctionError as exc:
+            raise BadRequest(str(exc), exc.param) from exc
+        config.tools.tools.extend(
+            llm_pb2.Tool(name=f.name, description=f.description, parameters_json=f.parameters_json)
+            for f in declared
+        )
     return config, messages
+
+
+def _message(message: dict[str, Any], index: int) -> llm_pb2.Message:
+    """A user, assistant or tool message: an assistant's may carry calls instead of text."""
+    role = message["role"]
+    calls = message.get("tool_calls") if role == "assistant" else None
+    content = message.get("content")
+    text = "" if content is None and calls else _text(content, index)
+    out = llm_pb2.Message(role=_ROLES[role], content=text)
+    if role == "tool":
+        call_id = message.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise BadRequest(f"messages[{index}] is a tool result without its `tool_call_id`", "messages")
+        out.tool_call_id = call_id
+    for number, call in enumerate(calls or []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(call.get("id"), str):
+            raise BadRequest(
+                f"messages[{index}].tool_calls[{number}] must have an `id` and a `function` "
+                "with its name and arguments",
+                "messages",
+            )
+        out.tool_calls.add(
+            id=call["id"],
+            name=str(function.get("name") or ""),
+            arguments_json=str(function.get("arguments") or "{}"),
+        )
+    return out
 
 
 def _text(content: object, index: int) -> str:
@@ -106,17 +158,20 @@ def _text(content: object, index: int) -> str:
 
 
 def _completion(reply: llm_pb2.ChatResponse, model: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls:
+        message["content"] = reply.text or None
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
+            for c in reply.tool_calls
+        ]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model or reply.engine,
         "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply.text},
-                "finish_reason": _FINISH.get(reply.finish_reason, "stop"),
-            }
+            {"index": 0, "message": message, "finish_reason": _FINISH.get(reply.finish_reason, "stop")}
         ],
         "usage": _usage(reply.usage),
     }
@@ -130,7 +185,17 @@ def _usage(usage: llm_pb2.Usage) -> dict[str, int]:
     }
 
 
-def _turn_error(error: llm_pb2.TurnError) -> JSONResponse:
+def _refusal(response: llm_pb2.StreamingChatResponse) -> llm_pb2.TurnError | llm_pb2.RequestError | None:
+    """The error of a response that refuses the request or fails the turn, if it is one."""
+    kind = response.WhichOneof("response")
+    if kind == "error":
+        return response.error
+    if kind == "turn_end" and response.turn_end.error.code:
+        return response.turn_end.error
+    return None
+
+
+def _turn_error(error: llm_pb2.TurnError | llm_pb2.RequestError) -> JSONResponse:
     status, body = openai_status_error(status_code(error.code), error.message)
     return JSONResponse(body, status_code=status)
 
@@ -145,7 +210,7 @@ async def _events(
         "model": model,
     }
 
-    def event(delta: dict[str, str], finish: str | None = None, **extra: Any) -> bytes:
+    def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
@@ -156,12 +221,14 @@ async def _events(
             kind = response.WhichOneof("response")
             if kind == "delta":
                 yield event({"content": response.delta.text})
+            elif kind == "tool_call":
+                yield event({"tool_calls": [_call_piece(response.tool_call)]})
+            elif (refused := _refusal(response)) is not None:
+                error = openai_error(refused.message, "api_error")
+                yield f"data: {json.dumps(error)}\n\n".encode()
+                return
             elif kind == "turn_end":
                 end = response.turn_end
-                if end.error.code:
-                    error = openai_error(end.error.message, "api_error")
-                    yield f"data: {json.dumps(error)}\n\n".encode()
-                    return
                 yield event({}, _FINISH.get(end.finish_reason, "stop"))
                 if include_usage:
                     usage = {**base, "choices": [], "usage": _usage(end.usage)}
@@ -171,3 +238,14 @@ async def _events(
         yield b"data: [DONE]\n\n"
     finally:
         call.cancel()
+
+
+def _call_piece(piece: llm_pb2.ToolCallDelta) -> dict[str, Any]:
+    """A streamed piece of a tool call: the first names the call and its function."""
+    function: dict[str, str] = {"arguments": piece.arguments_delta}
+    out: dict[str, Any] = {"index": piece.index, "function": function}
+    if piece.id:
+        out.update(id=piece.id, type="function")
+    if piece.name:
+        function["name"] = piece.name
+    return out

@@ -39,9 +39,12 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conversation import Conversation, ConversationSettings, Events, Turn
 from conversation.settings import SETTINGS, SettingError
+from conversation.tools import ToolCall, ToolError
 from conversation.turn import rounded
 from foundation.audio import FRAME_BYTES, FRAME_MS, FrameSplitter
 from services.common.auth import Tokens
+from services.gateway.functions import Function, FunctionError, functions, tool_choice
+from services.gateway.realtime_functions import ClientFunctions, call_item
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +119,19 @@ def _new_id(prefix: str) -> str:
 
 @dataclasses.dataclass
 class _Response:
+    """One response of a turn: a turn that calls the client's functions has one before each call
+    (done with the call) and one after."""
+
     turn: Turn
     id: str = dataclasses.field(default_factory=lambda: _new_id("resp"))
-    item_id: str = dataclasses.field(default_factory=lambda: _new_id("item"))
+    item_id: str = dataclasses.field(default_factory=lambda: _new_id("item"))  # its message's
     cancelled: bool = False  # by response.cancel
+    text: str = ""  # the message's text
+    earlier: str = ""  # what the turn's responses before this one wrote
+    output: list[dict[str, object]] = dataclasses.field(default_factory=list)  # items done
+    message_at: int | None = None  # the message item's output index, once it is added
+    finishing: asyncio.Handle | None = None  # done with the calls made
+    done: bool = False
 
 
 class RealtimeSession(Events):
@@ -142,6 +154,7 @@ class RealtimeSession(Events):
         self._typed_turn = False  # the turn being asked was typed, not spoken
         self._responses: dict[int, _Response] = {}  # by turn id, until done
         self._response: _Response | None = None  # the latest: where reply audio goes
+        self._functions = ClientFunctions(self._function_call, self._answered)
 
     # -- the socket --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -234,8 +247,13 @@ class RealtimeSession(Events):
                 )
         if (detection := _field(session, _TURN_DETECTION)) is not _ABSENT:
             changes.update(_turn_detection(detection))
+        functions, choice = self._functions_of(session)
         if changes and self._conversation is not None:
-            changed = {_API_NAMES[k] for k, v in changes.items() if getattr(self._settings, k) != v}
+            changed = {
+                _API_NAMES[k]
+                for k, v in changes.items()
+                if getattr(self._settings, k) != v and k not in _ANY_TIME
+            }
             if changed:
                 # A field inside another one that changed (the turn_detection object) goes unsaid.
                 outer = sorted(n for n in changed if not any(n.startswith(f"{o}.") for o in changed))
@@ -246,11 +264,32 @@ class RealtimeSession(Events):
                     "session",
                 )
         try:
-            self._settings = dataclasses.replace(self._settings, **changes)
+            settings = dataclasses.replace(self._settings, **changes)
         except SettingError as exc:
             param = next((_api_name(f) for f in exc.fields if f in _API_NAMES), "session")
             raise RealtimeError(exc.render(_api_name), "invalid_value", param) from exc
+        prompt = settings.system_prompt if settings.system_prompt != self._settings.system_prompt else None
+        tools_changed = (functions, choice) != (self._functions.functions, self._functions.tool_choice)
+        self._settings = settings
+        self._functions.functions, self._functions.tool_choice = functions, choice
+        if self._conversation is not None and (prompt is not None or tools_changed):
+            # From the next response on; one in progress goes on as it began.
+            self._conversation.update(prompt, self._functions if tools_changed else None)
         self._emit("session.updated", session=self._session())
+
+    def _functions_of(self, session: dict[str, Any]) -> tuple[list[Function], str]:
+        """The functions and tool choice ``session`` sets (the ones before where it says nothing)."""
+        declared = self._functions.functions
+        choice = session.get("tool_choice", self._functions.tool_choice)
+        try:
+            if "tools" in session:
+                declared = functions(session["tools"] or [], "session.tools", nested=False)
+            names = [f.name for f in declared]
+            if "tool_choice" not in session and choice not in (*_CHOICES, *names):
+                choice = "auto"  # the function it named is gone
+            return declared, tool_choice(choice, names, "session.tool_choice")
+        except FunctionError as exc:
+            raise RealtimeError(str(exc), "invalid_value", exc.param) from exc
 
     def _append(self, event: dict[str, Any]) -> None:
         audio = event.get("audio")
@@ -283,6 +322,9 @@ class RealtimeSession(Events):
 
     def _create_item(self, event: dict[str, Any]) -> None:
         item = _object(event, "item")
+        if item.get("type") == "function_call_output":
+            self._function_output(item)
+            return
         texts = [
             part.get("text", "")
             for part in item.get("content") or []
@@ -294,7 +336,9 @@ class RealtimeSession(Events):
             or not "".join(texts).strip()
         ):
             raise RealtimeError(
-                "only a user message with `input_text` content can be added", "unsupported_item", "item"
+                "only a user message with `input_text` content, or a `function_call_output`, can be added",
+                "unsupported_item",
+                "item",
             )
         self._start()
         item_id = str(item.get("id") or _new_id("item"))
@@ -309,8 +353,42 @@ class RealtimeSession(Events):
         self._emit("conversation.item.added", previous_item_id=self._last_item or None, item=added)
         self._last_item = item_id
 
+    def _function_output(self, item: dict[str, Any]) -> None:
+        call_id, output = item.get("call_id"), item.get("output")
+        if not isinstance(output, str):
+            raise RealtimeError(
+                "a function_call_output's `output` must be text (or JSON text)",
+                "invalid_value",
+                "item.output",
+            )
+        try:
+            self._functions.output(str(call_id), output)
+            previous = self._functions.item_of(str(call_id))
+        except KeyError:
+            raise RealtimeError(
+                f"no function call {call_id!r} awaits its output (it was answered, or the turn is over)",
+                "unknown_call_id",
+                "item.call_id",
+            ) from None
+        item_id = str(item.get("id") or _new_id("item"))
+        added = {"id": item_id, "type": "function_call_output", "call_id": call_id, "output": output}
+        self._emit(
+            "conversation.item.added", previous_item_id=previous, item={**added, "status": "completed"}
+        )
+        self._last_item = item_id
+
     def _create_response(self, event: dict[str, Any]) -> None:
         conversation = self._start()
+        if self._functions.waiting:
+            if unanswered := self._functions.unanswered():
+                raise RealtimeError(
+                    f"function call {', '.join(unanswered)} awaits its output: add a function_call_output "
+                    "item for each call first",
+                    "function_call_output_missing",
+                    "response",
+                )
+            self._functions.answer()
+            return
         if not self._typed:
             if conversation.busy:
                 return  # the turn just committed is being answered already
@@ -336,7 +414,9 @@ class RealtimeSession(Events):
     # -- the conversation --------------------------------------------------------------------
     def _start(self) -> Conversation:
         if self._conversation is None:
-            self._conversation = Conversation(self._settings, self._playback, self._show, events=self)
+            self._conversation = Conversation(
+                self._settings, self._playback, self._show, events=self, tools=self._functions
+            )
             self._conversation.start()
         return self._conversation
 
@@ -374,28 +454,39 @@ class RealtimeSession(Events):
             )
         for earlier in [r.turn for r in self._responses.values() if r.turn.interrupted]:
             self.reply_done(earlier)  # cut by this turn: done before this one begins
-        response = self._response = self._responses[turn.id] = _Response(turn)
-        self._emit("response.created", response=self._response_body(response, "in_progress", []))
-        item = {
-            "id": response.item_id,
-            "type": "message",
-            "role": "assistant",
-            "status": "in_progress",
-            "content": [],
-        }
-        self._emit("response.output_item.added", response_id=response.id, output_index=0, item=item)
+        self._respond(_Response(turn))
         if held := turn.agent_text:  # written while the reply was held
             self.reply_text(turn, held)
 
+    def _respond(self, response: _Response) -> None:
+        self._response = self._responses[response.turn.id] = response
+        self._emit("response.created", response=self._response_body(response, "in_progress", []))
+
+    def _message(self, response: _Response) -> dict[str, object]:
+        """The response's message item, added to it with its first text (or audio)."""
+        if response.message_at is None:
+            response.message_at = len(response.output)
+            response.output.append({})
+            item = {"id": response.item_id, "type": "message", "role": "assistant"}
+            self._emit(
+                "response.output_item.added",
+                response_id=response.id,
+                output_index=response.message_at,
+                item={**item, "status": "in_progress", "content": []},
+            )
+        return self._part(response)
+
     def reply_text(self, turn: Turn, text: str) -> None:
-        if (response := self._responses.get(turn.id)) is None:
+        if (response := self._responses.get(turn.id)) is None or response.done:
             return  # held: it goes out with the rest of the text when the reply is released
-        self._emit("response.output_audio_transcript.delta", **self._part(response), delta=text)
+        response.text += text
+        self._emit("response.output_audio_transcript.delta", **self._message(response), delta=text)
 
     def _audio_out(self, pcm: bytes) -> None:
         if (response := self._response) is not None:
-            delta = base64.b64encode(pcm).decode()
-            self._emit("response.output_audio.delta", **self._part(response), delta=delta)
+            # Audio of a response done with a call still goes out under it (it was written before).
+            part = self._part(response) if response.done else self._message(response)
+            self._emit("response.output_audio.delta", **part, delta=base64.b64encode(pcm).decode())
 
     def reply_done(self, turn: Turn) -> None:
         response = self._responses.pop(turn.id, None)
@@ -403,20 +494,18 @@ class RealtimeSession(Events):
             return
         if self._response is response:
             self._response = None
-        transcript = turn.heard_text if turn.interrupted else turn.agent_text.strip()
-        status = "failed" if turn.error else "cancelled" if turn.interrupted else "completed"
-        self._emit("response.output_audio.done", **self._part(response))
-        self._emit("response.output_audio_transcript.done", **self._part(response), transcript=transcript)
-        content = [{"type": "output_audio", "transcript": transcript}]
-        item: dict[str, object] = {
-            "id": response.item_id,
-            "type": "message",
-            "role": "assistant",
-            "status": "completed",
-            "content": content,
-        }
-        self._emit("response.output_item.done", response_id=response.id, output_index=0, item=item)
-        body = self._response_body(response, status, [item])
+        if response.done:
+            return  # done with a call; the turn ended before the client answered it
+        if turn.interrupted:
+            transcript = turn.heard_text.removeprefix(response.earlier.strip()).strip()
+        else:
+            transcript = response.text.strip()
+        self._end_message(response, transcript)
+        body = self._response_body(
+            response,
+            "failed" if turn.error else "cancelled" if turn.interrupted else "completed",
+            response.output,
+        )
         if turn.interrupted:
             reason = "client_cancelled" if response.cancelled else "turn_detected"
             body["status_details"] = {"type": "cancelled", "reason": reason}
@@ -430,12 +519,67 @@ class RealtimeSession(Events):
         if self._extras:
             self._emit("voice_agent.turn", response_id=response.id, t_ms=rounded(turn.t_ms))
 
+    def _end_message(self, response: _Response, transcript: str) -> None:
+        part = self._message(response)
+        self._emit("response.output_audio.done", **part)
+        self._emit("response.output_audio_transcript.done", **part, transcript=transcript)
+        item: dict[str, object] = {
+            "id": response.item_id,
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_audio", "transcript": transcript}],
+        }
+        response.output[response.message_at or 0] = item
+        self._emit(
+            "response.output_item.done", response_id=response.id, output_index=part["output_index"], item=item
+        )
+
+    # -- the client's functions --------------------------------------------------------------
+    async def _function_call(self, call: ToolCall) -> str:
+        """The model calls one of the client's functions: a function_call item of the response in
+        progress, which is done with it (and with the other calls made at once)."""
+        turn = self._conversation.current if self._conversation is not None else None
+        if turn is not None and turn.tentative:
+            await turn.confirmed.wait()  # a held reply calls out only once the user's turn is over
+        response = self._responses.get(turn.id) if turn is not None and not turn.retracted else None
+        if response is None or response.done:
+            raise ToolError("the reply was withdrawn before the function was called")
+        if response.message_at is not None:
+            self._end_message(response, response.text.strip())
+        item_id, index = _new_id("item"), len(response.output)
+        response.output.append(call_item(item_id, call, "completed"))
+        at = {"response_id": response.id, "output_index": index}
+        self._emit("response.output_item.added", **at, item=call_item(item_id, call, "in_progress"))
+        arguments = json.dumps(call.arguments)
+        ids = {"item_id": item_id, "call_id": call.id}
+        self._emit("response.function_call_arguments.delta", **at, **ids, delta=arguments)
+        self._emit("response.function_call_arguments.done", **at, **ids, name=call.name, arguments=arguments)
+        self._emit("response.output_item.done", **at, item=response.output[index])
+        self._last_item = item_id
+        if response.finishing is not None:
+            response.finishing.cancel()
+        # Calls made together go out in one response: it is done once they all have.
+        response.finishing = asyncio.get_running_loop().call_soon(self._done_with_calls, response)
+        return item_id
+
+    def _done_with_calls(self, response: _Response) -> None:
+        response.done = True
+        self._emit("response.done", response=self._response_body(response, "completed", response.output))
+
+    def _answered(self) -> None:
+        """The client answered the calls and asks for a response: the turn goes on in a new one."""
+        if (turn := self._conversation.current if self._conversation else None) is not None:
+            before = self._responses.get(turn.id)
+            earlier = (before.earlier + before.text) if before is not None else ""
+            self._respond(_Response(turn, earlier=earlier))
+
     @staticmethod
     def _part(response: _Response) -> dict[str, object]:
         return {
             "response_id": response.id,
             "item_id": response.item_id,
-            "output_index": 0,
+            "output_index": response.message_at or 0,
             "content_index": 0,
         }
 
@@ -450,10 +594,16 @@ class RealtimeSession(Events):
             kind = "semantic_vad" if settings.turn_detector == "bounded" else "server_vad"
             detection = {"type": kind, "silence_duration_ms": settings.end_silence_ms}
         pcm = {"type": "audio/pcm", "rate": API_RATE_HZ}
+        tools = [
+            {"type": "function", "name": f.name, "description": f.description, "parameters": f.parameters}
+            for f in self._functions.functions
+        ]
         return {
             "type": "realtime",
             "object": "realtime.session",
             "instructions": settings.system_prompt,
+            "tools": tools,
+            "tool_choice": self._functions.tool_choice,
             "audio": {
                 "input": {"format": pcm, "turn_detection": detection},
                 "output": {"format": pcm, "voice": settings.voice},
@@ -466,6 +616,9 @@ _API_NAMES = {name: s.api for name, s in SETTINGS.items() if s.api}
 # The object whose type picks the turn detector, and that sets its silence and pause.
 _TURN_DETECTION = _API_NAMES["turn_detector"].removesuffix(".type")
 _ABSENT = object()
+# Settings a session may change once the conversation has begun: from the next response on.
+_ANY_TIME = {"system_prompt"}
+_CHOICES = ("auto", "none", "required")
 _OPENAI_VOICES = {"alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer", "verse"}
 _HANDLERS: dict[str, Callable[[RealtimeSession, dict[str, Any]], None]] = {
     "session.update": RealtimeSession._session_update,

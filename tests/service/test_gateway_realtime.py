@@ -355,11 +355,17 @@ async def test_malformed_and_unsupported_events_get_errors_in_the_apis_shape(sta
             event = json.loads(await ws.recv())
             assert event["type"] == "error", event
             assert event["error"]["code"] == code and event["error"]["message"], event
-        # The settings are fixed once the conversation has begun (the commit began it), and the
-        # session still works.
-        await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "Be brief."}}))
+        # Turn detection is fixed once the conversation has begun (the commit began it), and the
+        # session still works; the instructions may change at any time.
+        detection = {"type": "semantic_vad"}
+        session = {"instructions": "Be brief.", "audio": {"input": {"turn_detection": detection}}}
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
         event = json.loads(await ws.recv())
-        assert event["error"]["code"] == "session_fixed" and "instructions" in event["error"]["message"]
+        message = event["error"]["message"]
+        assert event["error"]["code"] == "session_fixed", event
+        assert "turn_detection" in message and "instructions" not in message, message
+        await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "Be brief."}}))
+        assert json.loads(await ws.recv())["session"]["instructions"] == "Be brief."
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi."}]}
         await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
         assert json.loads(await ws.recv())["type"] == "conversation.item.added"
