@@ -52,8 +52,9 @@ class ScriptedChat(llm_pb2_grpc.LlmServiceServicer):
     after the other (each waiting for its calls' results), then says the results; any other
     turn gets "I heard you."."""
 
-    def __init__(self, script: dict[str, list[Step]]) -> None:
+    def __init__(self, script: dict[str, list[Step]], streams: int = 0) -> None:
         self.script = script
+        self.streams = streams  # end this many streams after a turn, as a restarted service would
 
     async def StreamingChat(
         self, requests: AsyncIterator[llm_pb2.StreamingChatRequest], context: Any
@@ -111,6 +112,9 @@ class ScriptedChat(llm_pb2_grpc.LlmServiceServicer):
                         finish_reason=llm_pb2.FINISH_REASON_STOP, turn_id=turn_id, text=text
                     )
                 )
+                if self.streams > 0:
+                    self.streams -= 1
+                    return
 
 
 def _response(**kind: Any) -> llm_pb2.StreamingChatResponse:
@@ -168,9 +172,10 @@ async def talk(
     script: dict[str, list[Step]],
     frames: Callable[[Conversation], AsyncIterator[bytes]],
     tools: Any,
+    chat: ScriptedChat | None = None,
 ) -> tuple[Session, Taps]:
     """A conversation with the scripted chat service and the real voice, fed ``frames``."""
-    chat = ScriptedChat(script)
+    chat = chat or ScriptedChat(script)
     add_chat = lambda s: llm_pb2_grpc.add_LlmServiceServicer_to_server(chat, s)  # noqa: E731
     add_tts = lambda s: tts_pb2_grpc.add_TtsServiceServicer_to_server(tts, s)  # noqa: E731
     async with (
@@ -359,3 +364,23 @@ async def test_new_instructions_and_tools_from_the_next_reply(tmp_path: Path, tt
     assert kinds == ["user_turn", "update", "user_turn"], kinds
     update = requests[1].update
     assert update.system_prompt == "Answer in French." and update.HasField("tools") and not update.tools.tools
+
+
+async def test_the_history_keeps_calls_and_results_on_a_new_stream(tmp_path: Path, tts: TtsServicer) -> None:
+    asked = "what about order 4217"
+    script = {asked: [Step([("order_status", {"order_id": "4217"})], words="Let me see.")]}
+    chat = ScriptedChat(script, streams=1)  # the stream ends after the first turn
+    _, taps = await talk(tmp_path, tts, script, typed(asked, "thanks"), Shop(), chat)
+    configs = [r.config for r in taps.llm.requests() if r.HasField("config")]
+    assert len(configs) == 2, "no new stream was opened"
+    history = [
+        (m.role, m.content, [(c.name, c.arguments_json) for c in m.tool_calls], m.tool_call_id)
+        for m in configs[1].history
+    ]
+    assert history == [
+        (llm_pb2.ROLE_USER, asked, [], ""),
+        (llm_pb2.ROLE_ASSISTANT, "Let me see.", [("order_status", '{"order_id": "4217"}')], ""),
+        (llm_pb2.ROLE_TOOL, "shipped on Monday", [], "call-1"),
+        (llm_pb2.ROLE_ASSISTANT, "The answer is shipped on Monday.", [], ""),
+    ]
+    assert spoken(taps, "thanks") == ["I heard you."]
