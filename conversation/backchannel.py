@@ -14,7 +14,7 @@ BACKCHANNELS = {
     "en": (
         "mm-hmm", "mhm", "mmhmm", "mm", "hmm", "uh-huh", "uh huh", "yeah", "yep", "yes",
         "okay", "ok", "right", "sure", "all right", "alright", "i see", "got it", "oh", "ah",
-        "wow", "cool", "nice",
+        "wow", "cool", "nice", "yup", "yes sir", "mmm", "hm", "mhmm",
     ),
     "ru": ("угу", "ага", "да", "ну да", "так", "ясно", "понятно", "хорошо"),
 }  # fmt: skip

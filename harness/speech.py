@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 SPEECH_DIR = Path(os.environ.get("VOICE_SPEECH_DIR", REPO.parent / "shared" / "data" / "speech"))
 BACKCHANNEL_DIR = REPO / "tests" / "data" / "backchannels"
 INTERRUPTION_DIR = REPO / "tests" / "data" / "interruptions"
+SHOUT_DIR = REPO / "tests" / "data" / "shouts"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,15 @@ def backchannels() -> list[Recording]:
 def interruptions() -> list[Recording]:
     """A user cutting in: "what?", "hey!", "no", "hold position", real voices (tests/data/interruptions)."""
     return _manifest(INTERRUPTION_DIR)
+
+
+@cache
+def shouts(kind: str) -> list[Recording]:
+    """Short words said loudly or acted (tests/data/shouts): ``kind`` "interruption" ("No!",
+    "Hello?", "Wait, what?") or "backchannel" ("Yes, sir!", "Mm")."""
+    rows = [json.loads(line) for line in (SHOUT_DIR / "manifest.jsonl").read_text().splitlines() if line]
+    ids = {r["id"] for r in rows if r["kind"] == kind}
+    return [r for r in _manifest(SHOUT_DIR) if r.id in ids]
 
 
 def english() -> list[Recording]:

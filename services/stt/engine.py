@@ -31,6 +31,11 @@ class Transcript:
     start_s: float = 0.0
     end_s: float = 0.0
     words: list[Word] = field(default_factory=list)
+    # The model's own evidence that the audio held these words (the worst of its segments):
+    # Whisper's probability of no speech, its mean token log-probability, the text's gzip ratio.
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
 
 
 @dataclass(frozen=True)

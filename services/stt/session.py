@@ -38,6 +38,18 @@ _MIN_SPEECH_S = 0.2
 # Audio kept before speech starts, so the first syllable is whole.
 _PRE_ROLL_S = 0.3
 _PRE_ROLL = int(_PRE_ROLL_S * SAMPLE_RATE_HZ)
+# Silero misses some voices: a shouted "No!", an acted "Hello?" (max speech probability 0.03 to 0.5
+# in tests/data/shouts). Until it hears speech, this much audio is kept, and an end of utterance
+# over it (the client's detector heard voice) is decoded when it is audible...
+_UNHEARD_KEEP_S = 4.0
+_UNHEARD_KEEP = int(_UNHEARD_KEEP_S * SAMPLE_RATE_HZ)
+_AUDIBLE_DBFS = -45.0
+# ...and its words are kept only on the model's own evidence: its mean token log-probability
+# less its probability of no speech. Decoded this way (tests/data/shouts), shouted and acted
+# words scored -0.3 to -1.13, real coughs (heard as "Cup!", "I don't know.", "ha ha ha") -1.49 to
+# -1.98; Whisper's own rule (no speech > 0.6 and log-probability < -1) is a corner of that plane.
+_MIN_EVIDENCE = -1.3
+_MAX_COMPRESSION_RATIO = 2.4
 # Audio is judged and acted on in slices of at most ~1 s: a burst (a replay after a
 # reconnect) takes turns with the other streams, and the utterance cap applies inside it.
 _SLICE_SAMPLES = 32 * WINDOW_SAMPLES
@@ -177,8 +189,8 @@ class RecognizeSession:
             self._windows += 1
             self._on_window(voiced, self._windows * WINDOW_SAMPLES)
         if not utt.started:
-            # Until speech starts, only the pre-roll and the voiced run under way are kept.
-            utt.trim((self._windows - utt.run) * WINDOW_SAMPLES - _PRE_ROLL)
+            # Until speech starts, only the last few seconds (and the voiced run under way) are kept.
+            utt.trim(min((self._windows - utt.run) * WINDOW_SAMPLES - _PRE_ROLL, self._total - _UNHEARD_KEEP))
         if utt.samples / SAMPLE_RATE_HZ >= MAX_UTTERANCE_S:
             await self.finalize()
         elif self._config.endpointing and self._silence_ms() >= self._config.endpoint_silence_ms:
@@ -330,8 +342,7 @@ class RecognizeSession:
         in_flight, self._decodes = self._decodes, []
         if not utt.has_speech:
             if answer:
-                span = utt.opened / SAMPLE_RATE_HZ, self._total / SAMPLE_RATE_HZ
-                heard = Transcript("", self._config.language or "", *span)
+                heard = await self._unheard(utt)
                 self._emit(Result(heard, is_final=True, stability=1.0, utterance_index=utt.index))
             return
         started = time.perf_counter()
@@ -361,9 +372,46 @@ class RecognizeSession:
         if heard.text or answer:
             self._emit(Result(heard, is_final=True, stability=1.0, utterance_index=utt.index))
 
+    async def _unheard(self, utt: _Utterance) -> Transcript:
+        """The words of an utterance the voice detector did not take for speech, if the model
+        finds any with confidence; else an empty transcript over the utterance's audio."""
+        nothing = Transcript(
+            "", self._config.language or "", utt.opened / SAMPLE_RATE_HZ, self._total / SAMPLE_RATE_HZ
+        )
+        audio = np.concatenate(utt.chunks) if utt.chunks else np.zeros(0, np.float32)
+        windows = audio[: len(audio) // WINDOW_SAMPLES * WINDOW_SAMPLES].reshape(-1, WINDOW_SAMPLES)
+        power = np.mean(np.square(windows, dtype=np.float64), axis=1)
+        audible = np.flatnonzero(power >= 10 ** (_AUDIBLE_DBFS / 10))
+        if len(audible) * WINDOW_SAMPLES < _MIN_SPEECH_S * SAMPLE_RATE_HZ:
+            return nothing
+        utt.speech_start = utt.start + int(audible[0]) * WINDOW_SAMPLES
+        utt.last_voiced = utt.start + (int(audible[-1]) + 1) * WINDOW_SAMPLES
+        try:
+            heard = await self._start_decode(utt).task
+        except Exception as exc:
+            raise DecodeFailed(
+                f"transcribing utterance {utt.index} failed ({type(exc).__name__}); see the service log"
+            ) from exc
+        if not _confident(heard):
+            log.info(
+                "no words in utterance %d: %r (no speech %.2f, log-probability %.2f, compression %.2f)",
+                utt.index, heard.text, heard.no_speech_prob, heard.avg_logprob, heard.compression_ratio,
+            )  # fmt: skip
+            return nothing
+        return heard
+
     async def close(self) -> None:
         """Finalise what is pending and wait for in-flight decodes."""
         await self.finalize()
+
+
+def _confident(heard: Transcript) -> bool:
+    """The model's own evidence says these are words, not a sound it made words of."""
+    return (
+        bool(heard.text)
+        and heard.avg_logprob - heard.no_speech_prob >= _MIN_EVIDENCE
+        and heard.compression_ratio <= _MAX_COMPRESSION_RATIO
+    )
 
 
 def _shift(transcript: Transcript, offset_s: float, floor_s: float) -> Transcript:

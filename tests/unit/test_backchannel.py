@@ -13,10 +13,14 @@ DEFAULT = Backchannels(DEFAULT_BACKCHANNELS)
 BACKCHANNEL_TRANSCRIPTS = [
     "Mm-hmm.", "Mm hmm", "Mhm.", "Hmm.", "Uh-huh.", "Yeah.", "Yeah, yeah.", "Okay.", "OK",
     "Right.", "Yes.", "Sure.", "All right.", "I see.", "Oh, okay.", "Got it.", "Угу.", "Ага.", "Да, да.",
+    # tiny.en's forms of short or hummed acknowledgements (tests/data/shouts, tests/data/backchannels)
+    "Mm.", "MMM", "Mmm.", "Hm.", "Yup.", "Yes, sir!", "Yes sir!", "Mm-hmm", "Uh-huh", "okay", "yeah", "right",
 ]  # fmt: skip
 INTERRUPTIONS = [
     "Wait.", "Stop.", "No.", "No, I meant the other one.", "Wait, stop.", "Yeah, but why?",
     "Okay, what about tomorrow?", "What?", "Thank you.", "Hold on.", "Нет.", "",
+    # shouted (tests/data/shouts): a lone "no" now and then comes back as "No... No..."
+    "No!", "No... No...", "No way!", "Hey!", "Hello?", "What the...", "Wait, what?", "Stop!", "Yes, but…",
 ]  # fmt: skip
 
 

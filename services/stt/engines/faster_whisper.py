@@ -126,6 +126,9 @@ class FasterWhisperEngine:
             start_s=kept[0].start if kept else 0.0,
             end_s=kept[-1].end if kept else 0.0,
             words=words,
+            no_speech_prob=max((s.no_speech_prob for s in kept), default=0.0),
+            avg_logprob=min((s.avg_logprob for s in kept), default=0.0),
+            compression_ratio=max((s.compression_ratio for s in kept), default=0.0),
         )
 
 

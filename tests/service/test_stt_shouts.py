@@ -1,0 +1,70 @@
+"""Short, shouted and acted words through the STT service (real tiny.en, real gRPC): heard even
+where its voice detector scores them low; coughs, noise and silence still give no words."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from conversation.backchannel import DEFAULT_BACKCHANNELS, Backchannels
+from foundation.audio import silence
+from harness.servers import stt_stub
+from harness.speech import normalize, shouts
+from harness.stt_client import stream
+from services.stt.config import SttSettings
+from tests.noise import recorded
+from voice.stt.v1 import stt_pb2, stt_pb2_grpc
+
+CONFIG = stt_pb2.RecognitionConfig(sample_rate_hz=16000, interim_results=True)
+COUGHS = ("cough-default", "cough-hillbilly", "cough-default-es", "cough-default-ru")
+
+
+@pytest.fixture(scope="module")
+async def stub() -> AsyncIterator[stt_pb2_grpc.SttServiceStub]:
+    async with stt_stub(SttSettings(max_stream_s=30)) as stub:
+        yield stub
+
+
+def _as_said(pcm: bytes) -> list[bytes]:
+    """As a client sends it: quiet before, its endpointer's silence after, then the end of utterance."""
+    return [silence(0.3) + pcm + silence(0.6)]
+
+
+async def test_shouted_and_acted_words_are_heard(stub: stt_pb2_grpc.SttServiceStub) -> None:
+    """ "No!", "Hello?", "Wait, what?"...: each is one final with its words (Whisper now and then
+    says a lone word twice: "No... No..."), in 9 clips of 10 at least."""
+    heard = []
+    for rec in shouts("interruption"):
+        outcome = await stream(stub, CONFIG, _as_said(rec.pcm()))
+        assert len(outcome.finals) == 1, (rec.id, outcome.finals)
+        said = normalize(outcome.text).split()
+        heard.append(bool(said) and set(said) == set(normalize(rec.text).split()))
+        print(f"{rec.id}: {outcome.text!r} {'right' if heard[-1] else 'WRONG'}")
+    assert sum(heard) >= 0.9 * len(heard), f"{sum(heard)} of {len(heard)} heard"
+
+
+async def test_short_acknowledgements_are_heard_as_backchannels(stub: stt_pb2_grpc.SttServiceStub) -> None:
+    """ "Yes, sir!", "Hmm", "Mm": words the backchannel list knows, not an empty final."""
+    known = Backchannels(DEFAULT_BACKCHANNELS)
+    said = [(await stream(stub, CONFIG, _as_said(rec.pcm()))).text for rec in shouts("backchannel")]
+    assert sum(text in known for text in said) >= 3, said
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        *(silence(0.3) + recorded(name) + silence(0.6) for name in COUGHS),
+        silence(3.0),
+        (np.random.default_rng(1).normal(0, 0.05 * 32767, 48000)).astype("<i2").tobytes(),
+        (np.random.default_rng(2).normal(0, 0.2 * 32767, 16000)).clip(-32767, 32767).astype("<i2").tobytes(),
+    ],
+    ids=[*COUGHS, "silence", "white-noise", "loud-white-noise"],
+)
+async def test_coughs_and_noise_give_an_empty_final(stub: stt_pb2_grpc.SttServiceStub, audio: bytes) -> None:
+    """Decoded now (the client's end of utterance says it heard voice), they still make no words:
+    the model's own evidence (no-speech probability, token log-probability) turns its guesses
+    ("Cup!", "I don't know.", "ha ha ha") down."""
+    outcome = await stream(stub, CONFIG, [audio])
+    assert [f.transcript for f in outcome.finals] == [""] and outcome.interims == [], outcome.finals
