@@ -14,7 +14,13 @@ the interruption (-35 dBFS) to the moment playback stopped, and from the clip's 
 the recordings' background reads as voiced to webrtcvad, so the barge-in time starts to run
 before the voice.
 
-    docker compose up -d --wait && python -m bench.overlap.run [--rows default off] [--clips 3]
+With ``--shouts``, short words said loudly or acted instead (tests/data/shouts: "No!", "Hello?",
+"Wait, what?" as interruptions, "Yes, sir!", "Mm" as backchannels) and real noises (coughs,
+paper) that should pause the reply and let it go on: per row, the words heard right, the
+interruptions that stopped the reply, the backchannels that let it go on with their words in
+the report, and the noises after which it resumed.
+
+    docker compose up -d --wait && python -m bench.overlap.run [--rows default off] [--clips 3] [--shouts]
 """
 
 from __future__ import annotations
@@ -36,23 +42,27 @@ from bench.e2e.run import SPEECH_DBFS
 from edge_client.config import EdgeSettings
 from foundation.audio import pcm16_to_float
 from harness.edge import converse, loud_windows_ms, over_the_reply, silence
-from harness.speech import REPO, Recording, backchannels, english, interruptions
+from harness.speech import REPO, Recording, backchannels, english, interruptions, normalize, shouts
 
 RESULTS = REPO / "bench" / "results"
 ROWS: dict[str, dict[str, Any]] = {"default": {}, "off": {"backchannels": ()}}
 STORY = "Tell a long story of at least six sentences."
+SOUNDS = REPO / "tests" / "data" / "sounds"
+NOISES = ("cough-default", "cough-hillbilly", "cough-default-es", "cough-default-ru", "trash-empty")
 
 
 @dataclass
 class Outcome:
     row: str
-    kind: str  # "backchannel" or "interruption"
+    kind: str  # "backchannel", "interruption" or "noise"
     clip: str
     stopped: bool = False  # the reply was cut for it
     paused_ms: float | None = None  # how long the reply stood still for it, when it went on
     stop_ms: float | None = None  # from its first loud 10 ms to playback stopping
     stop_from_clip_ms: float | None = None  # from its first sample (any noise before the voice)
     said: str = ""  # what the agent transcribed of it
+    heard: bool = False  # ... the words of the clip (each said at least once)
+    resumed: bool = False  # the reply went on after a pause for it
     error: str = ""
 
 
@@ -82,9 +92,12 @@ async def one(row: str, kind: str, rec: Recording) -> Outcome:
         outcome.stop_ms = outcome.stop_from_clip_ms - _voice_start_ms(rec)
     elif "resumed" in t:
         outcome.paused_ms = t["resumed"] - t["paused"]
+        outcome.resumed = True
     said = first.get("backchannels", [])
     assert isinstance(said, list)
     outcome.said = " ".join([*map(str, said), *(str(turn["user_text"]) for turn in turns[1:])])
+    words = normalize(outcome.said).split()
+    outcome.heard = bool(words) and set(words) == set(normalize(rec.text).split())
     return outcome
 
 
@@ -109,6 +122,27 @@ def table(outcomes: list[Outcome]) -> Table:
             row, f"{sum(o.stopped for o in back)}/{len(back)}", _pct(paused, 50), _pct(paused, 95),
             f"{sum(o.stopped for o in cut)}/{len(cut)}", _pct(stops, 50), _pct(stops, 95),
             _pct(from_clip, 50),
+        )  # fmt: skip
+    return out
+
+
+def shout_table(outcomes: list[Outcome]) -> Table:
+    out = Table(title="Short and shouted words over a playing reply")
+    for column in (
+        "row", "interruptions heard", "stopped it", "backchannels heard", "went on with their words",
+        "noises: went on", "noises: words",
+    ):  # fmt: skip
+        out.add_column(column, justify="left" if column == "row" else "right")
+    for row in dict.fromkeys(o.row for o in outcomes):
+        cut = [o for o in outcomes if o.row == row and o.kind == "interruption" and not o.error]
+        back = [o for o in outcomes if o.row == row and o.kind == "backchannel" and not o.error]
+        noise = [o for o in outcomes if o.row == row and o.kind == "noise" and not o.error]
+        out.add_row(
+            row, f"{sum(o.heard for o in cut)}/{len(cut)}", f"{sum(o.stopped for o in cut)}/{len(cut)}",
+            f"{sum(o.heard for o in back)}/{len(back)}",
+            f"{sum(not o.stopped and bool(o.said) for o in back)}/{len(back)}",
+            f"{sum(o.resumed and not o.stopped for o in noise)}/{len(noise)}",
+            f"{sum(bool(o.said) for o in noise)}/{len(noise)}",
         )  # fmt: skip
     return out
 
@@ -145,9 +179,17 @@ def main() -> None:
     )
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--clips", type=int, help="at most this many clips of each kind")
+    parser.add_argument("--shouts", action="store_true", help="short and shouted words, and real noises")
     args = parser.parse_args()
     cutting_in = interruptions() + [r for r in english() if r.id.startswith("cards/")] + english()[2:5]
     sets = {"backchannel": backchannels()[: args.clips], "interruption": cutting_in[: args.clips]}
+    if args.shouts:
+        noises = [Recording(n, SOUNDS / f"{n}.wav", "", 0.0, "en") for n in NOISES]
+        sets = {
+            "interruption": shouts("interruption")[: args.clips],
+            "backchannel": shouts("backchannel")[: args.clips],
+            "noise": noises[: args.clips],
+        }
     outcomes: list[Outcome] = []
     try:
         for kind, recs in sets.items():
@@ -162,9 +204,15 @@ def main() -> None:
                     )
     except KeyboardInterrupt:
         print("stopped: reporting what was measured", file=sys.stderr)
-    Console(width=None if sys.stdout.isatty() else 160).print(table(outcomes))
+    Console(width=None if sys.stdout.isatty() else 160).print(
+        shout_table(outcomes) if args.shouts else table(outcomes)
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "overlap.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
+    name = "overlap_shouts.json" if args.shouts else "overlap.json"
+    (RESULTS / name).write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
+    if args.shouts:
+        print(f"wrote {RESULTS / name}")
+        return
     plot(outcomes)
     print(f"wrote {RESULTS / 'overlap.json'} and {RESULTS / 'overlap.png'}")
 

@@ -20,6 +20,13 @@ unless ``--max-streams`` says otherwise.
     python -m bench.stt.run [--models tiny.en base] [--eou-silence-ms 0 500]
         [--speculate-silence-ms 64 160] [--no-turn]
     python -m bench.stt.run --streams 1 8 16 32 64 [--max-streams 16] [--pace 1]
+    python -m bench.stt.run --shouts [--models tiny.en]
+
+With ``--shouts``, short words said loudly or acted (tests/data/shouts) and real noises
+(tests/data/sounds), each streamed as the edge client does (then 600 ms of silence and
+``end_of_utterance``): per kind, how many were heard right (an interruption's words, each said at
+least once; a backchannel's words in the backchannel list; no words for a noise) and the
+end of utterance -> final latency, which for a noise is what its pause of the reply costs.
 """
 
 from __future__ import annotations
@@ -42,8 +49,9 @@ from faster_whisper import WhisperModel
 from rich.console import Console
 from rich.table import Table
 
+from conversation.backchannel import DEFAULT_BACKCHANNELS, Backchannels
 from foundation.audio import pcm16_to_float
-from harness.speech import REPO, Recording, corpus_wer, english
+from harness.speech import REPO, Recording, corpus_wer, english, normalize, shouts
 from harness.stt_load import many_streams
 from services.stt.models import resolve_model
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
@@ -52,6 +60,15 @@ CHUNK_S = 0.1
 RESULTS = REPO / "bench" / "results"
 # The edge client's own endpointer: silence that ends a turn without a turn detector.
 CLIENT_SILENCE_MS = 600
+SOUNDS = REPO / "tests" / "data" / "sounds"
+NOISES = (
+    "cough-default",
+    "cough-hillbilly",
+    "cough-default-es",
+    "cough-default-ru",
+    "trash-empty",
+    "camera-shutter",
+)
 
 
 @dataclass
@@ -303,6 +320,63 @@ def report_load(model: str, rows: list[LoadRow], max_streams: int, pace: float) 
     print(f"wrote {RESULTS / 'stt_load.json'} and {RESULTS / 'stt_load.png'}")
 
 
+async def bench_shouts(model: str) -> None:
+    """Short and shouted words and real noises through the service, as the edge client sends them."""
+    noises = [Recording(n, SOUNDS / f"{n}.wav", "", 0.0, "en") for n in NOISES]
+    sets = {"interruption": shouts("interruption"), "backchannel": shouts("backchannel"), "noise": noises}
+    known = Backchannels(DEFAULT_BACKCHANNELS)
+
+    def right(kind: str, rec: Recording, text: str) -> bool:
+        if kind == "noise":
+            return not text.strip()
+        if kind == "backchannel":
+            return text in known
+        said = normalize(text).split()
+        return bool(said) and set(said) == set(normalize(rec.text).split())
+
+    port = _free_port()
+    proc = _start_service(model, port)
+    table = Table(
+        title=f"STT: short and shouted words, real noises ({model}, EOU after {CLIENT_SILENCE_MS} ms)"
+    )
+    for column in ("kind", "heard right", "EOU -> final p50 ms", "p95 ms", "wrong"):
+        table.add_column(column, justify="left" if column in ("kind", "wrong") else "right")
+    rows = []
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = stt_pb2_grpc.SttServiceStub(channel)
+            await _wait_ready(stub)
+            for kind, recs in sets.items():
+                outcomes = [await _stream_one(stub, rec, CLIENT_SILENCE_MS, False) for rec in recs]
+                ok = [right(kind, rec, o.text) for rec, o in zip(recs, outcomes, strict=True)]
+                latencies = [o.latency_ms for o in outcomes]
+                wrong = [
+                    f"{rec.id}: {o.text!r}" for rec, o, k in zip(recs, outcomes, ok, strict=True) if not k
+                ]
+                said = {rec.id: o.text for rec, o in zip(recs, outcomes, strict=True)}
+                rows.append(
+                    {
+                        "kind": kind,
+                        "right": sum(ok),
+                        "clips": len(recs),
+                        "latencies_ms": latencies,
+                        "said": said,
+                    }
+                )
+                table.add_row(
+                    kind, f"{sum(ok)}/{len(recs)}", f"{np.percentile(latencies, 50):.0f}",
+                    f"{np.percentile(latencies, 95):.0f}", "; ".join(wrong),
+                )  # fmt: skip
+                print(kind, "done", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    Console(width=200).print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "stt_shouts.json").write_text(json.dumps(rows, indent=2))
+    print(f"wrote {RESULTS / 'stt_shouts.json'}")
+
+
 def bench_offline(model: str, recordings: list[Recording]) -> Row:
     """One faster-whisper pass over each whole clip, started when the audio ends."""
     import resource
@@ -423,7 +497,11 @@ async def main() -> None:
         "--max-streams", type=int, help="load mode: STT_MAX_STREAMS (default: the largest count)"
     )
     parser.add_argument("--pace", type=float, default=1.0, help="load mode: times real time (0: all at once)")
+    parser.add_argument("--shouts", action="store_true", help="short and shouted words, and real noises")
     args = parser.parse_args()
+    if args.shouts:
+        await bench_shouts(args.models[0] if args.models != parser.get_default("models") else "tiny.en")
+        return
     recordings = english()
     if args.streams:
         model, max_streams = args.models[0], args.max_streams or max(args.streams)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -46,9 +47,12 @@ _UNHEARD_KEEP = int(_UNHEARD_KEEP_S * SAMPLE_RATE_HZ)
 _AUDIBLE_DBFS = -45.0
 # ...and its words are kept only on the model's own evidence: its mean token log-probability
 # less its probability of no speech. Decoded this way (tests/data/shouts), shouted and acted
-# words scored -0.3 to -1.13, real coughs (heard as "Cup!", "I don't know.", "ha ha ha") -1.49 to
-# -1.98; Whisper's own rule (no speech > 0.6 and log-probability < -1) is a corner of that plane.
+# words scored -0.3 to -1.13, real coughs (heard as "Cup!", "Ow! Ow!", "I don't know.", "Ha ha!")
+# -1.49 to -1.98; Whisper's own rule (no speech > 0.6 and log-probability < -1) is a corner of
+# that plane.
 _MIN_EVIDENCE = -1.3
+# Laughter is no words, however sure the model is: one cough came back as "Ha ha ha ha ha!" at -1.07.
+_LAUGHTER = frozenset({"ha", "haha", "hah", "heh", "hehe", "hee"})
 _MAX_COMPRESSION_RATIO = 2.4
 # Audio is judged and acted on in slices of at most ~1 s: a burst (a replay after a
 # reconnect) takes turns with the other streams, and the utterance cap applies inside it.
@@ -407,8 +411,9 @@ class RecognizeSession:
 
 def _confident(heard: Transcript) -> bool:
     """The model's own evidence says these are words, not a sound it made words of."""
+    said = set(re.findall(r"[^\W_]+", heard.text.lower()))
     return (
-        bool(heard.text)
+        bool(said - _LAUGHTER)
         and heard.avg_logprob - heard.no_speech_prob >= _MIN_EVIDENCE
         and heard.compression_ratio <= _MAX_COMPRESSION_RATIO
     )
