@@ -39,6 +39,7 @@ from services.tts import engine as tts_engine
 from services.tts.config import TtsSettings
 from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
 from services.tts.servicer import TtsServicer
+from tests.service.test_conversation_tools import Shop, Step, talk, typed
 from voice.llm.v1 import llm_pb2_grpc
 from voice.stt.v1 import stt_pb2_grpc
 from voice.tts.v1 import tts_pb2_grpc
@@ -267,3 +268,33 @@ async def test_a_service_restarted_mid_turn_leaves_a_fault_on_the_turn(
     # The next turn's model span comes from the restarted service, in the same trace, under its turn.
     assert after.status.status_code is not StatusCode.ERROR
     assert [s.name.split(" ")[0] for s in _children(spans, after)].count("chat") == 1
+
+
+async def test_each_tool_call_is_a_span_under_its_turn_with_no_arguments(
+    traced: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    """A scripted chat service calls two tools in one reply, one of which fails."""
+    _spans()
+    asked = "what about order 4217"
+    script = {
+        asked: [Step([("order_status", {"order_id": "4217"}), ("broken_lookup", {"order_id": "4217"})])]
+    }
+    tts_settings = TtsSettings()
+    voice = tts_engine.create_engine(tts_settings)
+    await asyncio.to_thread(voice.load)
+    session, _ = await talk(tmp_path, TtsServicer(voice, tts_settings), script, typed(asked), Shop())
+    spans = _spans()
+    [line] = session.turns
+    assert [call["name"] for call in line["tools"]] == ["order_status", "broken_lookup"]  # type: ignore[attr-defined]
+    (turn,) = _named(spans, "turn")
+    calls = sorted(
+        (s for s in _children(spans, turn) if s.name.startswith("execute_tool ")), key=lambda s: s.name
+    )
+    assert [s.name for s in calls] == ["execute_tool broken_lookup", "execute_tool order_status"]
+    assert [(s.attributes or {})["voice.tool.failed"] for s in calls] == [True, False]
+    assert (calls[0].attributes or {})["gen_ai.tool.name"] == "broken_lookup"
+    # A tool's note is no fault, and its arguments and result are nowhere.
+    assert not [e for e in turn.events if e.name == "fault"], turn.events
+    for span in spans:
+        texts = [*map(str, (span.attributes or {}).values()), *(str(e.attributes) for e in span.events)]
+        assert not [t for t in texts if "4217" in t or "shipped" in t], span.name
