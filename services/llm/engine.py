@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.common.errors import ConfigError, VoiceError
 
@@ -26,9 +26,25 @@ INSTALL_HINT = "pip install 'voice-agent[llm]'"
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # a JSON object, as text
+
+
+@dataclass(frozen=True)
 class Message:
-    role: str  # "system", "user" or "assistant"
+    role: str  # "system", "user", "assistant" or "tool"
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message's calls
+    tool_call_id: str = ""  # a tool message: the call it answers
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON Schema of the arguments, an object schema
 
 
 @dataclass(frozen=True)
@@ -36,12 +52,16 @@ class Options:
     model: str  # empty: the engine's default
     temperature: float
     max_tokens: int
+    tools: tuple[Tool, ...] = ()
+    # "auto", "none", "required" or a tool's name
+    tool_choice: str = "auto"
 
 
 class Finish(Enum):
     STOP = "stop"
     LENGTH = "length"
     CANCELLED = "cancelled"
+    TOOL_CALLS = "tool_calls"
 
 
 @dataclass(frozen=True)
@@ -53,9 +73,22 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     engine: str
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-OnDelta = Callable[[str], None]
+@dataclass(frozen=True)
+class CallDelta:
+    """A piece of a tool call: the first piece of a call has its id and name, the
+    following ones more of its arguments' JSON text."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+# Text of the reply, or a piece of a tool call.
+OnDelta = Callable[[str | CallDelta], None]
 
 
 class Session(Protocol):
@@ -142,7 +175,7 @@ class _FallbackSession:
     ) -> Completion:
         started = False
 
-        def forward(text: str) -> None:
+        def forward(text: str | CallDelta) -> None:
             nonlocal started
             started = True
             on_delta(text)

@@ -55,11 +55,12 @@ class CerebrasEngine:
 
     def _create(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         model: str,
         temperature: float,
         max_tokens: int,
         timeout_s: float,
+        tools: dict[str, Any],
     ) -> ChatStream:
         if self._client is None:
             self.load()
@@ -73,5 +74,6 @@ class CerebrasEngine:
             max_tokens=max_tokens,
             stream_options={"include_usage": True},
             timeout=timeout_s,
+            **tools,
         )
         return cast(ChatStream, stream)

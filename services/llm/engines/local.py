@@ -11,6 +11,7 @@ reuses the system prompt.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +25,10 @@ from services.common.errors import ConfigError, FailedPrecondition, InvalidArgum
 from services.llm import models
 from services.llm.config import DEFAULT_EMBEDDED_MODEL, DEFAULT_SYSTEM_PROMPT, LlmSettings
 from services.llm.engine import Completion, Finish, Message, OnDelta, Options
+from services.llm.engines.local_tools import ToolTemplate, generate_with_tools
+from services.llm.tools import api_messages, api_tools
+
+log = logging.getLogger(__name__)
 
 # Llama() reads the model parameters from this function; see without_extra_buffers.
 _default_model_params = llama_c.llama_model_default_params
@@ -67,6 +72,8 @@ class LocalEngine:
         self._idle: list[llama_cpp.Llama] = []
         self._pool_lock = threading.Lock()
         self._formatter: Jinja2ChatFormatter | None = None
+        # The chat template's tool calling; None: the model has none and answers in words.
+        self.tool_template: ToolTemplate | None = None
 
     def load(self) -> None:
         llama = self._new_llama()
@@ -85,6 +92,9 @@ class LocalEngine:
                 _token_text(llama, llama.token_bos()),
                 add_generation_prompt=False,
             )
+            self.tool_template = ToolTemplate.of(llama, template)
+        if self.tool_template is None:
+            log.info("the chat template has no tool calling: tools are ignored", extra={"model": self.model})
         self._give_back(llama)
 
     def open_session(self) -> LocalSession:
@@ -155,6 +165,12 @@ class LocalSession:
         on_delta: OnDelta,
         cancel: threading.Event,
     ) -> Completion:
+        tools = self._engine.tool_template
+        if options.tools and tools is not None:
+            completion = generate_with_tools(llama, tools, messages, options, on_delta, cancel)
+            if completion.finish is Finish.STOP:
+                self._prefill(llama, [*messages, Message("assistant", completion.text)], options)
+            return completion
         parts: list[str] = []
         prompt_tokens = 0
         finish = Finish.STOP
@@ -163,7 +179,7 @@ class LocalSession:
             chunks = cast(
                 Iterator[dict[str, Any]],
                 llama.create_chat_completion(
-                    messages=cast(Any, [{"role": m.role, "content": m.content} for m in messages]),
+                    messages=cast(Any, api_messages(messages, parsed_arguments=True)),
                     temperature=options.temperature,
                     max_tokens=options.max_tokens,
                     stream=True,
@@ -193,10 +209,10 @@ class LocalSession:
         if not parts:
             prompt_tokens = llama.n_tokens
         if finish is not Finish.CANCELLED:
-            self._prefill(llama, [*messages, Message("assistant", "".join(parts))])
+            self._prefill(llama, [*messages, Message("assistant", "".join(parts))], options)
         return Completion("".join(parts), finish, prompt_tokens, len(parts), LocalEngine.name)
 
-    def _prefill(self, llama: llama_cpp.Llama, messages: Sequence[Message]) -> None:
+    def _prefill(self, llama: llama_cpp.Llama, messages: Sequence[Message], options: Options) -> None:
         """Evaluate what the next prompt will add before the next user's words (the end of
         this reply, the start of a user message) now, while the reply is being spoken."""
         formatter = self._engine._formatter
@@ -204,8 +220,11 @@ class LocalSession:
             return
         # Render the conversation with a marker as the next user message, and cut there.
         marker = "\x00"
-        dicts = [{"role": m.role, "content": m.content} for m in messages]
-        text = formatter(messages=cast(Any, [*dicts, {"role": "user", "content": marker}])).prompt
+        dicts = api_messages(messages, parsed_arguments=True)
+        # The tools are part of the system message, as in the prompt of the next turn.
+        tools = api_tools(options.tools) if options.tools and self._engine.tool_template else None
+        ended = [*dicts, {"role": "user", "content": marker}]
+        text = formatter(messages=cast(Any, ended), tools=cast(Any, tools)).prompt
         tokens = llama.tokenize(text[: text.index(marker)].encode(), add_bos=False, special=True)
         cached = llama.n_tokens
         # Only ever extend the cache: a template that renders the past differently is left alone.

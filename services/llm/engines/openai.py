@@ -46,11 +46,12 @@ class OpenAiEngine:
 
     def _create(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         model: str,
         temperature: float,
         max_tokens: int,
         timeout_s: float,
+        tools: dict[str, Any],
     ) -> ChatStream:
         stream = self._client.chat.completions.create(
             messages=cast(Any, messages),
@@ -60,5 +61,6 @@ class OpenAiEngine:
             max_tokens=max_tokens,
             stream_options={"include_usage": True},
             timeout=timeout_s,
+            **tools,
         )
         return cast(ChatStream, stream)
