@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import numpy as np
+import openai
 import pytest
 
 from conversation.backchannel import DEFAULT_BACKCHANNELS, Backchannels
 from foundation.audio import silence
+from harness.gateway_stack import Stack
 from harness.servers import stt_stub
 from harness.speech import normalize, shouts
 from harness.stt_client import stream
 from services.stt.config import SttSettings
-from tests.noise import recorded
+from tests.noise import SOUNDS, recorded
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 
 CONFIG = stt_pb2.RecognitionConfig(sample_rate_hz=16000, interim_results=True)
@@ -68,3 +70,16 @@ async def test_coughs_and_noise_give_an_empty_final(stub: stt_pb2_grpc.SttServic
     ("Cup!", "Ow! Ow!", "I don't know.") down, and laughter ("Ha ha ha ha ha!") is no words."""
     outcome = await stream(stub, CONFIG, [audio])
     assert [f.transcript for f in outcome.finals] == [""] and outcome.interims == [], outcome.finals
+
+
+async def test_the_openai_door_hears_them_too(stack: Stack) -> None:
+    """The gateway's /v1/audio/transcriptions, one clip a request with nothing else in the audio."""
+    base_url = f"http://127.0.0.1:{stack.ports.http}/v1"
+    heard = []
+    async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
+        for rec in shouts("interruption"):
+            text = (await client.audio.transcriptions.create(model="whisper-1", file=rec.path)).text
+            heard.append(set(normalize(text).split()) == set(normalize(rec.text).split()))
+        cough = await client.audio.transcriptions.create(model="whisper-1", file=SOUNDS / "cough-default.wav")
+    assert sum(heard) >= 0.9 * len(heard), heard
+    assert cough.text == ""
