@@ -40,7 +40,7 @@ def build(name: str) -> MCPServer:
         time.sleep(delay_s)
         if broken:
             raise RuntimeError("the order database is down")
-        order = orders.get(str(order_id).strip().lstrip("#"))
+        order = orders.get("".join(c for c in str(order_id) if c.isdigit()))  # "#4,217" too
         if order is None:
             raise ToolError(f"there is no order {order_id}")
         return json.dumps(order)
