@@ -7,6 +7,8 @@ What the page showed is taken from a recorder the harness puts in before the pag
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import struct
 import time
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 from pydantic import SecretStr
 from selenium.webdriver.common.by import By
 
@@ -206,6 +209,36 @@ async def test_the_microphone_can_be_muted_and_picked(stack: Stack, tmp_path: Pa
     assert max(level["value"] for level in seen["levels"]) == 0
     # The browser's microphones (Chromium's fake ones) to pick from.
     assert len(result["shown"]["microphones"]) >= 1 and all(result["shown"]["microphones"])
+
+
+async def _typed_turn(url: str) -> list[dict[str, Any]]:
+    """The events of one typed turn on ``url``, up to its response.done and a moment after."""
+    events: list[dict[str, Any]] = []
+    async with websockets.connect(url) as ws:
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello."}]}
+        await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
+        await ws.send(json.dumps({"type": "response.create"}))
+        async with asyncio.timeout(90):
+            while not events or events[-1]["type"] != "response.done":
+                events.append(json.loads(await ws.recv()))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                while True:
+                    events.append(json.loads(await ws.recv()))
+    return events
+
+
+async def test_the_gateways_own_events_go_only_to_a_client_that_asks(stack: Stack) -> None:
+    url = f"ws://127.0.0.1:{stack.ports.http}/v1/realtime"
+    asked = await _typed_turn(f"{url}?voice_agent_events=true")
+    states = _changes([e["state"] for e in asked if e["type"] == "voice_agent.state"])
+    assert states == ["thinking", "speaking", "listening"], states
+    done = next(e for e in asked if e["type"] == "response.done")
+    turns = [e for e in asked if e["type"] == "voice_agent.turn"]
+    assert len(turns) == 1 and turns[0]["response_id"] == done["response"]["id"], turns
+    assert {"transcript_final", "first_token", "first_audio"} <= set(turns[0]["t_ms"]), turns
+    plain = await _typed_turn(url)
+    assert not [e for e in plain if e["type"].startswith("voice_agent.")], [e["type"] for e in plain]
 
 
 async def test_the_page_holds_a_conversation_and_is_interrupted(stack: Stack, tmp_path: Path) -> None:
