@@ -3,8 +3,8 @@
 Before the page's own script runs, a recorder of the harness's own (``window.seen``) notes what
 the page was sent and what it showed, each with its ``performance.now()`` in seconds: every event
 the gateway sent on the page's WebSockets (audio deltas without their audio), each change of the
-state shown (``#state``) and of the agent's words shown (the latest reply), and the level meter's
-value every 20 ms."""
+state shown (``#state``) and of the agent's words shown (the latest reply), the level meter's
+value every 20 ms, and the microphone the browser gave the page each time it asked for one."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ PHONE = (412, 915)
 SETTLE_S = 1.0
 
 _RECORDER = """
-window.seen = { events: [], states: [], levels: [], replies: [] };
+window.seen = { events: [], states: [], levels: [], replies: [], microphones: [] };
 const now = () => performance.now() / 1000;
 const Socket = window.WebSocket;
 window.WebSocket = class extends Socket {
@@ -42,6 +42,12 @@ window.WebSocket = class extends Socket {
       window.seen.events.push({ ...event, at: now() });
     });
   }
+};
+const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+  const stream = await getUserMedia(constraints);
+  window.seen.microphones.push(stream.getAudioTracks()[0]?.label ?? null);
+  return stream;
 };
 document.addEventListener("DOMContentLoaded", () => {
   const state = document.getElementById("state"), level = document.getElementById("level");

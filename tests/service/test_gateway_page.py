@@ -21,6 +21,7 @@ import pytest
 import websockets
 from pydantic import SecretStr
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from foundation.audio import FRAME_MS
 from harness.browser import PHONE, microphone, page, record, talk
@@ -199,7 +200,14 @@ async def test_the_microphone_can_be_muted_and_picked(stack: Stack, tmp_path: Pa
             driver.find_element(By.ID, "mute").click()
             driver.find_element(By.ID, "talk").click()
             time.sleep(1.0 + len(said.pcm()) / 32_000 + 2.0)
-            return record(driver)
+            muted = record(driver)
+            # Another microphone picked: the page asks the browser for that one.
+            Select(driver.find_element(By.ID, "mic")).select_by_index(len(muted["shown"]["microphones"]) - 1)
+            for _ in range(50):
+                if len(record(driver)["seen"]["microphones"]) > 1:
+                    break
+                time.sleep(0.1)
+            return {**muted, "picked": record(driver)["seen"]["microphones"]}
 
     result = await asyncio.to_thread(visit)
     seen = result["seen"]
@@ -207,8 +215,10 @@ async def test_the_microphone_can_be_muted_and_picked(stack: Stack, tmp_path: Pa
     assert [e for e in seen["events"] if e["type"] == "session.created"], seen["events"]
     assert not [e for e in seen["events"] if e["type"] == "input_audio_buffer.speech_started"]
     assert max(level["value"] for level in seen["levels"]) == 0
-    # The browser's microphones (Chromium's fake ones) to pick from.
-    assert len(result["shown"]["microphones"]) >= 1 and all(result["shown"]["microphones"])
+    # The browser's microphones (Chromium's fake ones) to pick from; the one picked is used.
+    microphones = result["shown"]["microphones"]
+    assert len(microphones) >= 2 and all(microphones), microphones
+    assert result["picked"] == [microphones[0], microphones[-1]], (result["picked"], microphones)
 
 
 async def _typed_turn(url: str) -> list[dict[str, Any]]:
