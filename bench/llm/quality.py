@@ -31,7 +31,9 @@ from services.llm.models import MODELS, locate
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 MAX_TOKENS = 80
-_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.DOTALL)
+# Qwen2.5's <tool_call> tags are special tokens, left out of the text: the call is the first
+# JSON object that names a function.
+_CALL_START = re.compile(r'\{\s*"name"\s*:')
 # For a template that knows no tools: the same instructions Qwen2.5's template gives.
 _TOOLS_IN_PROMPT = (
     "\n\nYou may call one or more functions to assist with the user query. The functions:\n{tools}\n"
@@ -96,13 +98,7 @@ def measure(name: str, threads: int, temperature: float) -> dict[str, Any]:
     calls: list[dict[str, Any]] = []
     for request in TOOL_REQUESTS:
         text, ttft, rate = complete(request.text, tools=True)
-        found = _TOOL_CALL.search(text)
-        call: dict[str, Any] = {}
-        if found:
-            try:
-                call = json.loads(found.group(1))
-            except json.JSONDecodeError:
-                call = {}
+        call = parse_call(text)
         tool, arguments = str(call.get("name", "")), json.dumps(call.get("arguments", {}))
         calls.append({"request": request.text, "output": text, "tool": tool, "arguments": arguments,
                       "right": call_is_right(request, tool, arguments), "ttft_ms": ttft})  # fmt: skip
@@ -126,6 +122,18 @@ def measure(name: str, threads: int, temperature: float) -> dict[str, Any]:
         "answers": answers,
         "calls": calls,
     }
+
+
+def parse_call(text: str) -> dict[str, Any]:
+    """The model's call as written: ``{"name": ..., "arguments": {...}}``; empty: none."""
+    found = _CALL_START.search(text)
+    if not found:
+        return {}
+    try:
+        call, _ = json.JSONDecoder().raw_decode(text[found.start() :])
+    except json.JSONDecodeError:
+        return {}
+    return call if isinstance(call, dict) else {}
 
 
 def print_table(rows: list[dict[str, Any]], load: str) -> None:

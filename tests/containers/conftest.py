@@ -6,6 +6,7 @@ that was already running is left running; one started here is taken down.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 
@@ -14,11 +15,19 @@ import pytest
 from harness.speech import REPO
 
 WAIT_S = 600
+# The chat model the stack runs in the tests: the fast test-grade one (docker-compose.yml's
+# default is qwen2.5-coder-1.5b); the environment may name another.
+STACK_ENV = {"LLM_EMBEDDED_MODEL": "smollm2-135m"}
 
 
 def compose(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        ["docker", "compose", *args], cwd=REPO, timeout=timeout, capture_output=True, text=True
+        ["docker", "compose", *args],
+        cwd=REPO,
+        env={**STACK_ENV, **os.environ},
+        timeout=timeout,
+        capture_output=True,
+        text=True,
     )
     if done.returncode:
         command = " ".join(args)

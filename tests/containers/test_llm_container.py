@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.containers.conftest import STACK_ENV
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 pytestmark = pytest.mark.containers
@@ -23,7 +24,7 @@ Request = llm_pb2.StreamingChatRequest
 def llm_up() -> None:
     """Start (or keep) the compose service with no API key, so the embedded model answers;
     a missing docker fails the test, it does not skip it."""
-    env = {**os.environ, "CEREBRAS_API_KEY": "", "LLM_ENGINE": "", "LLM_FALLBACK": ""}
+    env = {**STACK_ENV, **os.environ, "CEREBRAS_API_KEY": "", "LLM_ENGINE": "", "LLM_FALLBACK": ""}
     subprocess.run(
         ["docker", "compose", "up", "-d", "--wait", "llm"], cwd=REPO, env=env, check=True, timeout=900
     )
