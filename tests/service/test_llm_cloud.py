@@ -51,12 +51,11 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m llama_cpp.server`` on a free port; yields its base URL (without /v1)."""
+@contextlib.contextmanager
+def running_model_server(model_path: str, log_path: Path) -> Iterator[str]:
+    """``python -m llama_cpp.server`` on ``model_path`` on a free port; yields its base URL (without /v1)."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    command = [sys.executable, "-c", SERVER_LAUNCH, "--model", embedded_model_path()]
+    command = [sys.executable, "-c", SERVER_LAUNCH, "--model", model_path]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
     command += ["--n_threads", str(os.cpu_count() or 1)]
     # A cloud serves requests independently; by default this server ends a stream early
@@ -67,7 +66,7 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
                 pytest.fail(f"llama_cpp.server exited ({process.returncode}): {log_path.read_text()[-2000:]}")
@@ -84,12 +83,19 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         post = urllib.request.Request(
             f"{url}/v1/chat/completions", warm_up, {"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(post, timeout=60):
+        with urllib.request.urlopen(post, timeout=120):
             pass
         yield url
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with running_model_server(embedded_model_path(), log_path) as url:
+        yield url
 
 
 class FlakyProxy:
