@@ -22,9 +22,10 @@ from edge_client.echo import EchoCanceller
 from edge_client.files import WavInput, WavOutput
 from edge_client.room import Room
 from foundation import tracing
-from foundation.audio import FRAME_BYTES, FRAME_MS
+from foundation.audio import FRAME_BYTES, FRAME_MS, RATE_HZ
 from foundation.errors import ConfigError
 from foundation.health import check_reachable
+from foundation.noise import NoiseSuppressor
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
 # After the input file, stop once nothing has happened for this long...
@@ -73,10 +74,14 @@ async def _frames_from_mic(settings: EdgeSettings, echo: EchoCanceller | None) -
             yield frame
 
 
-async def _cleaned(frames: AsyncIterator[bytes], echo: EchoCanceller | None) -> AsyncIterator[bytes]:
-    """The microphone frames with the speaker's echo taken out, before endpointing and STT."""
+async def _cleaned(
+    frames: AsyncIterator[bytes], echo: EchoCanceller | None, noise: NoiseSuppressor | None = None
+) -> AsyncIterator[bytes]:
+    """The microphone frames with the speaker's echo (and the room's noise) taken out, before
+    endpointing and STT."""
     async for frame in frames:
-        yield frame if echo is None else echo.clean(frame)
+        frame = frame if echo is None else echo.clean(frame)
+        yield frame if noise is None else noise.process(frame)
 
 
 async def _typed_turns(conversation: Conversation) -> None:
@@ -113,6 +118,7 @@ async def run(settings: EdgeSettings) -> int:
     # canceller would only take out words the user says over the agent.
     hears_speaker = not settings.text and (settings.input_file is None or room is not None)
     echo = EchoCanceller() if settings.aec and settings.duplex == "full" and hears_speaker else None
+    noise = NoiseSuppressor(RATE_HZ) if settings.noise_suppression else None
     async with contextlib.AsyncExitStack() as stack:
         output: Output
         if settings.output_file is not None:
@@ -145,9 +151,9 @@ async def run(settings: EdgeSettings) -> int:
                 clock.cancel()
             elif settings.input_file is not None:
                 frames = _frames_from_file(conversation, settings, settings.input_file, output, room)
-                await conversation.listen(_cleaned(frames, echo))
+                await conversation.listen(_cleaned(frames, echo, noise))
             else:
-                await conversation.listen(_cleaned(_frames_from_mic(settings, echo), echo))
+                await conversation.listen(_cleaned(_frames_from_mic(settings, echo), echo, noise))
         finally:
             await conversation.close()
             tally.summary()

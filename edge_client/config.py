@@ -26,6 +26,8 @@ class EdgeSettings(ConversationSettings):
     output_device: str | None = None
     # Echo cancellation of the speaker's sound in the microphone (in full duplex).
     aec: bool = True
+    # WebRTC noise suppression of the microphone (a noisy room, a fan, a street).
+    noise_suppression: bool = False
     # File mode: a simulated room feeds the recorded output back into the input
     # at this gain (dB), after echo_delay_ms. None: no echo.
     echo_db: float | None = None
@@ -56,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
         default="on",
         help="echo cancellation in full duplex, for open speakers (default on; with --input only "
         "with --echo-db, as a file hears no speaker; off suits a headset)",
+    )
+    p.add_argument(
+        "--noise-suppression",
+        choices=["on", "off"],
+        default="off",
+        help="WebRTC noise suppression of the microphone, for a noisy room (default off)",
     )
     p.add_argument(
         "--echo-db",
@@ -132,6 +140,7 @@ def _settings(args: argparse.Namespace) -> EdgeSettings:
         input_device=args.input_device,
         output_device=args.output_device,
         aec=args.aec == "on",
+        noise_suppression=args.noise_suppression == "on",
         echo_db=args.echo_db,
         echo_delay_ms=args.echo_delay_ms,
         input_file=args.input,
