@@ -47,6 +47,14 @@ async def test_shouted_and_acted_words_are_heard(stub: stt_pb2_grpc.SttServiceSt
     assert sum(heard) >= 0.9 * len(heard), f"{sum(heard)} of {len(heard)} heard"
 
 
+async def test_a_shout_after_a_long_quiet_is_heard_with_its_time(stub: stt_pb2_grpc.SttServiceStub) -> None:
+    """20 s of quiet, then "No!": heard from the last seconds kept, timed in the stream."""
+    rec = next(r for r in shouts("interruption") if r.id == "default_nooo")
+    outcome = await stream(stub, CONFIG, [silence(20.0) + rec.pcm() + silence(0.6)])
+    assert [normalize(f.transcript) for f in outcome.finals] == ["no"], outcome.finals
+    assert 19_700 <= outcome.finals[0].start_ms <= 20_500, outcome.finals
+
+
 async def test_short_acknowledgements_are_heard_as_backchannels(stub: stt_pb2_grpc.SttServiceStub) -> None:
     """ "Yes, sir!", "Hmm", "Mm": words the backchannel list knows, not an empty final."""
     known = Backchannels(DEFAULT_BACKCHANNELS)
