@@ -1,20 +1,25 @@
-"""Tool calling through the chat service: the embedded engine on Qwen2.5-Coder-1.5B (its chat
-template's calls, grammar-constrained arguments), and the contract's refusals, on a real
-grpc.aio server. What is checked is what the service sent on the stream."""
+"""Tool calling through the chat service on a real grpc.aio server: the embedded engine on
+Qwen2.5-Coder-1.5B (its chat template's calls, grammar-constrained arguments), the openai and
+cerebras engines against llama_cpp.server on the same model, unary Chat, and the contract's
+refusals. What is checked is what the service sent on the stream."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 import jsonschema
 import pytest
 
 from services.llm.config import LlmSettings
+from services.llm.engine import Completion, Engine, Message, OnDelta, Options, Session
 from services.llm.engines.local import LocalEngine, embedded_model_path
-from tests.llm_client import read_generation, tool_result, user
+from tests.llm_client import read_generation, read_refusal, tool_result, turn, user
+from tests.service.test_llm_cloud import llm_stub as cloud_stub
+from tests.service.test_llm_cloud import running_model_server, settings_for
 from tests.service.test_llm_local import llm_stub
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
 
@@ -85,3 +90,124 @@ async def test_embedded_model_calls_the_tool_then_answers_with_its_result(
     assert "17" in answer.end.text and answer.end.text == "".join(answer.deltas)
     await call.done_writing()
     assert await call.read() is grpc.aio.EOF
+
+
+async def test_unary_chat_returns_the_call_then_the_answer(stub: llm_pb2_grpc.LlmServiceStub) -> None:
+    chat_config = llm_pb2.ChatConfig(max_tokens=32, temperature=0.0, tools=TOOLS)
+    asked = llm_pb2.Message(role=llm_pb2.ROLE_USER, content=WEATHER_QUESTION)
+    called = await stub.Chat(llm_pb2.ChatRequest(config=chat_config, messages=[asked]))
+    assert called.finish_reason == llm_pb2.FINISH_REASON_TOOL_CALLS
+    [made] = called.tool_calls
+    assert made.name == "get_weather" and json.loads(made.arguments_json)["city"].lower() == "paris"
+
+    history = [
+        asked,
+        llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT, content=called.text, tool_calls=[made]),
+        llm_pb2.Message(role=llm_pb2.ROLE_TOOL, content=WEATHER_RESULT, tool_call_id=made.id),
+    ]
+    answered = await stub.Chat(llm_pb2.ChatRequest(config=chat_config, messages=history))
+    assert answered.finish_reason == llm_pb2.FINISH_REASON_STOP and "17" in answered.text
+
+
+class OptionsRecorder:
+    """A real engine that also keeps the options each generation was asked with."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.model = inner.model
+        self.context_tokens = inner.context_tokens
+        self.options: list[Options] = []
+
+    def load(self) -> None:
+        self.inner.load()
+
+    def open_session(self) -> Session:
+        session = self.inner.open_session()
+        options = self.options
+
+        class Recording:
+            def generate(
+                self, messages: Sequence[Message], given: Options, on_delta: OnDelta, cancel: threading.Event
+            ) -> Completion:
+                options.append(given)
+                return session.generate(messages, given, on_delta, cancel)
+
+            def close(self) -> None:
+                session.close()
+
+        return Recording()
+
+
+async def test_refused_requests_leave_the_stream_and_the_tools_as_they_were() -> None:
+    """Each refusal is a RequestError naming the problem; the conversation goes on (on the
+    small embedded model: what is checked is the service, not the model's calls)."""
+    settings = LlmSettings(host="127.0.0.1", port=0, metrics_port=0, engine="local")
+    engine = OptionsRecorder(LocalEngine(settings))
+    bad_schema = llm_pb2.Tool(
+        name="broken", parameters_json='{"type": "object", "properties": {"q": {"type": 5}}}'
+    )
+    async with llm_stub(engine, settings) as stub:
+        call = stub.StreamingChat()
+        await call.write(config(llm_pb2.ToolSet(tools=[WEATHER, bad_schema]), max_tokens=8))
+        refused = await read_refusal(call)
+        assert refused.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "tool 'broken'" in refused.message and "properties/q" in refused.message
+
+        await call.write(Request(update=llm_pb2.ConfigUpdate(tools=TOOLS)))
+        await call.write(Request(update=llm_pb2.ConfigUpdate(tools=llm_pb2.ToolSet(tools=[bad_schema]))))
+        assert "tool 'broken'" in (await read_refusal(call)).message
+        await call.write(
+            Request(update=llm_pb2.ConfigUpdate(tools=llm_pb2.ToolSet(tools=[ADD], tool_choice="mul")))
+        )
+        assert "tool_choice 'mul'" in (await read_refusal(call)).message
+        await call.write(tool_result("call_unknown", "42"))
+        refused = await read_refusal(call)
+        assert "no tool call 'call_unknown' awaits a result" in refused.message
+
+        deltas, end = await turn(call, "Hello!")
+        assert end.finish_reason in (llm_pb2.FINISH_REASON_STOP, llm_pb2.FINISH_REASON_LENGTH)
+        assert end.text == "".join(deltas) and end.text
+        # The tools of the last accepted update, untouched by the refused ones.
+        assert [t.name for t in engine.options[-1].tools] == ["get_weather", "add"]
+        assert engine.options[-1].tool_choice == "auto"
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+
+
+@pytest.fixture(scope="module")
+def tool_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``llama_cpp.server`` on the model with tool calling, with its own chat template."""
+    log_path = tmp_path_factory.mktemp("llama-tool-server") / "server.log"
+    with running_model_server(tool_model_path(), log_path) as url:
+        yield url
+
+
+@pytest.mark.parametrize("engine", ["openai", "cerebras"])
+async def test_chat_api_engine_streams_the_call_then_answers_with_its_result(
+    tool_model_server: str, engine: str
+) -> None:
+    """Through the SDK over real HTTP. llama_cpp.server streams a call only for a named
+    tool_choice (with "auto" it writes the call as words), so the turn names the tool; the
+    service asks its continuation with "auto"."""
+    settings = settings_for(engine, tool_model_server, request_timeout_s=120.0, deadline_s=300.0)
+    async with cloud_stub(settings) as stub:
+        call = stub.StreamingChat()
+        await call.write(config(llm_pb2.ToolSet(tools=[WEATHER, ADD], tool_choice="get_weather")))
+        await call.write(user(WEATHER_QUESTION))
+        asked = await read_generation(call)
+        assert asked.end.finish_reason == llm_pb2.FINISH_REASON_TOOL_CALLS, asked.end
+        assert asked.end.engine == engine
+        [made] = asked.end.tool_calls
+        assert made.name == "get_weather" and made.id.startswith("call_")
+        arguments = json.loads(made.arguments_json)
+        jsonschema.validate(arguments, WEATHER_SCHEMA)
+        assert arguments["city"].strip().lower() == "paris"
+        assert asked.calls[0].id == made.id and asked.calls[0].name == "get_weather"
+        assert asked.arguments() == made.arguments_json and len(asked.calls) > 2
+
+        await call.write(tool_result(made.id, WEATHER_RESULT))
+        answer = await read_generation(call)
+        assert answer.end.finish_reason == llm_pb2.FINISH_REASON_STOP, answer.end
+        assert "17" in answer.end.text and answer.end.text == "".join(answer.deltas)
+        await call.done_writing()
