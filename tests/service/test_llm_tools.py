@@ -211,3 +211,28 @@ async def test_chat_api_engine_streams_the_call_then_answers_with_its_result(
         assert answer.end.finish_reason == llm_pb2.FINISH_REASON_STOP, answer.end
         assert "17" in answer.end.text and answer.end.text == "".join(answer.deltas)
         await call.done_writing()
+
+
+async def test_a_call_whose_arguments_fail_the_schema_ends_the_turn_with_an_error(
+    tool_model_server: str,
+) -> None:
+    """The server's grammar leaves ``minimum`` out, so its call breaks the schema: the turn ends
+    with a TurnError saying so, and the conversation goes on."""
+    at_least = {"type": "integer", "minimum": 100}
+    schema = {"type": "object", "properties": {"a": at_least, "b": at_least}, "required": ["a", "b"]}
+    add = llm_pb2.Tool(name="add", description="Add two numbers", parameters_json=json.dumps(schema))
+    settings = settings_for("openai", tool_model_server, request_timeout_s=120.0, deadline_s=300.0)
+    async with cloud_stub(settings) as stub:
+        call = stub.StreamingChat()
+        await call.write(config(llm_pb2.ToolSet(tools=[add], tool_choice="add"), max_tokens=16))
+        await call.write(user("What is 2 plus 3?"))
+        failed = (await read_generation(call)).end
+        assert failed.finish_reason == llm_pb2.FINISH_REASON_ERROR, failed
+        assert failed.error.code == grpc.StatusCode.INTERNAL.value[0]
+        assert "do not fit its schema" in failed.error.message and "100" in failed.error.message
+
+        await call.write(Request(update=llm_pb2.ConfigUpdate(tools=llm_pb2.ToolSet())))
+        deltas, end = await turn(call, "Say hello.")
+        assert end.finish_reason in (llm_pb2.FINISH_REASON_STOP, llm_pb2.FINISH_REASON_LENGTH)
+        assert end.text and end.text == "".join(deltas)
+        await call.done_writing()
