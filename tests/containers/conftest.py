@@ -21,10 +21,12 @@ STACK_ENV = {"LLM_EMBEDDED_MODEL": "smollm2-135m"}
 
 
 def compose(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
+    # An env file names its own values (the shell's would override them).
+    env = dict(os.environ) if "--env-file" in args else {**STACK_ENV, **os.environ}
     done = subprocess.run(
         ["docker", "compose", *args],
         cwd=REPO,
-        env={**STACK_ENV, **os.environ},
+        env=env,
         timeout=timeout,
         capture_output=True,
         text=True,

@@ -54,6 +54,7 @@ def unusual(llm_model_path: str, tts_voice: str, turn_model: str) -> dict[str, s
         "LLM_API_KEY": LLM_SECRET,
         "LLM_MODEL": "not-used-by-local",
         "LLM_MODEL_PATH": llm_model_path,
+        "LLM_EMBEDDED_MODEL": "qwen2.5-coder-0.5b",
         "LLM_FALLBACK": "local",
         "LLM_DEADLINE_S": "5",
         "LLM_REQUEST_TIMEOUT_S": "2",
