@@ -10,7 +10,7 @@ WHEEL_CACHE ?= $(HOME)/.cache/voice-agent/wheels
 PROTOS := $(shell find protos -name '*.proto')
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv venv-coqui wheels system-deps test-deps protos lint images images-coqui images-gpu test run run-original up down bench clean certs up-secure bench-load
+.PHONY: venv venv-coqui wheels system-deps test-deps protos lint images images-coqui images-gpu test run run-original up down bench clean certs up-secure bench-load images-phone
 
 wheels/.ready:
 	mkdir -p $(WHEEL_CACHE) wheels
@@ -98,8 +98,14 @@ images-coqui: wheels
 images-gpu: images
 	docker compose -f docker-compose.yml -f docker-compose.gpu.yml build stt tts
 
+# The phone profile's Asterisk (its root file system once: a debootstrap of Debian unstable,
+# about 2 min with progress; then the image, seconds). Its SIP password comes from make certs.
+images-phone: certs
+	bash deploy/asterisk/build-root.sh
+	docker compose --profile phone build asterisk
+
 # The whole suite: lint and types, then unit, service, integration and container tests.
-test: test-deps venv venv-coqui lint images
+test: test-deps venv venv-coqui lint images images-phone
 	$(PY) -m pytest -ra
 
 # Build and start the stack, then talk with it through the default microphone and speaker.

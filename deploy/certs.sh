@@ -48,7 +48,12 @@ if ! grep -q '^user-' tokens; then
     for i in 1 2 3 4 5 6 7 8; do printf 'user-%s:%s\n' "$i" "$(openssl rand -hex 24)" >> tokens; done
 fi
 
+# The SIP password of the phone profile's Asterisk (user "caller"): never a default one.
+if [ ! -f sip-password ]; then
+    openssl rand -hex 16 > sip-password
+fi
+
 # The containers run as uid 10001 and read these through bind mounts; the CA key stays private.
-chmod 644 ca.crt ./*.crt ./*.key tokens token gateway-token
+chmod 644 ca.crt ./*.crt ./*.key tokens token gateway-token sip-password
 chmod 600 ca.key
 echo "certificates, keys and access tokens in $(pwd)"

@@ -30,6 +30,7 @@ async def _run(settings: GatewaySettings) -> None:
                 "http_port": ports.http,
                 "wyoming_stt_port": ports.wyoming_stt,
                 "wyoming_tts_port": ports.wyoming_tts,
+                "audiosocket_port": ports.audiosocket,
                 "stt": settings.stt_address,
                 "llm": settings.llm_address,
                 "tts": settings.tts_address,
