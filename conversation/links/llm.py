@@ -101,7 +101,7 @@ class LlmLink(
         asked.resumed = not asked.awaiting
         self.history.append(llm_pb2.Message(role=llm_pb2.ROLE_TOOL, content=output, tool_call_id=call_id))
         result = llm_pb2.ToolResult(call_id=call_id, output=output, is_error=is_error)
-        self.send(llm_pb2.StreamingChatRequest(tool_result=result))
+        self.send(llm_pb2.StreamingChatRequest(tool_result=result, traceparent=asked.traceparent))
 
     def update(self, system_prompt: str | None = None, tools: llm_pb2.ToolSet | None = None) -> None:
         """New instructions or tools from the next generation on (here and on any later stream)."""

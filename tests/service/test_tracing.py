@@ -282,7 +282,7 @@ async def test_each_tool_call_is_a_span_under_its_turn_with_no_arguments(
     tts_settings = TtsSettings()
     voice = tts_engine.create_engine(tts_settings)
     await asyncio.to_thread(voice.load)
-    session, _ = await talk(tmp_path, TtsServicer(voice, tts_settings), script, typed(asked), Shop())
+    session, taps = await talk(tmp_path, TtsServicer(voice, tts_settings), script, typed(asked), Shop())
     spans = _spans()
     [line] = session.turns
     assert [call["name"] for call in line["tools"]] == ["order_status", "broken_lookup"]  # type: ignore[attr-defined]
@@ -293,6 +293,13 @@ async def test_each_tool_call_is_a_span_under_its_turn_with_no_arguments(
     assert [s.name for s in calls] == ["execute_tool broken_lookup", "execute_tool order_status"]
     assert [(s.attributes or {})["voice.tool.failed"] for s in calls] == [True, False]
     assert (calls[0].attributes or {})["gen_ai.tool.name"] == "broken_lookup"
+    # The chat service was given the turn's context with the turn and with each call's result.
+    assert turn.context is not None
+    ids = turn.context
+    context = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{int(ids.trace_flags):02x}"
+    received = [r for r in taps.llm.requests() if r.HasField("user_turn") or r.HasField("tool_result")]
+    assert [r.WhichOneof("request") for r in received] == ["user_turn", "tool_result", "tool_result"]
+    assert {r.traceparent for r in received} == {context}
     # A tool's note is no fault, and its arguments and result are nowhere.
     assert not [e for e in turn.events if e.name == "fault"], turn.events
     for span in spans:
