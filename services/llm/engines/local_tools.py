@@ -72,13 +72,13 @@ def generate_with_tools(
 
 def _call_start(text: str) -> int | None:
     """Where a call begins in the reply so far: at the marker, or at a reply that opens with
-    markup or JSON (Qwen2.5-Coder sometimes writes its call as ``{"name": ...}`` alone or in
-    other tags; no spoken reply begins with '{' or '<')."""
+    markup, JSON or a code block (Qwen2.5-Coder sometimes writes its call as ``{"name": ...}``
+    alone, in other tags or in a code block; no spoken reply begins with '{', '<' or '`')."""
     at = text.find(MARKER)
     if at >= 0:
         return at
     words = text.lstrip()
-    return len(text) - len(words) if words[:1] in ("{", "<") else None
+    return len(text) - len(words) if words[:1] in ("{", "<", "`") else None
 
 
 def _held(text: str) -> int:
