@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from harness.servers import running_server
+from harness.tap import LlmTap
 from services.gateway.config import GatewaySettings
 from services.gateway.server import Ports, running_gateway
 from services.stt import engine as stt_engine
@@ -35,11 +36,16 @@ class Stack:
     stt: stt_pb2_grpc.SttServiceStub
     # The gateway's settings (the services' addresses among them).
     settings: GatewaySettings
+    # What the chat service received and delivered, with ``tap_llm``.
+    llm_tap: LlmTap | None = None
 
 
 @asynccontextmanager
-async def gateway_stack(*, llm: bool) -> AsyncIterator[Stack]:
-    """STT and TTS (and the LLM when ``llm``) served in-process, the gateway on 127.0.0.1."""
+async def gateway_stack(
+    *, llm: bool, embedded_model: str = "", tap_llm: bool = False
+) -> AsyncIterator[Stack]:
+    """STT and TTS (and the LLM when ``llm``, on ``embedded_model`` where given, behind a tap with
+    ``tap_llm``) served in-process, the gateway on 127.0.0.1."""
     async with AsyncExitStack() as stack:
         stt_settings = SttSettings()
         stt = stt_engine.create_engine(stt_settings)
@@ -66,12 +72,13 @@ async def gateway_stack(*, llm: bool) -> AsyncIterator[Stack]:
         llm_address = NOWHERE
         if llm:
             # Imported here: the Wyoming tests need no chat model.
-            from services.llm.config import LlmSettings
+            from services.llm.config import DEFAULT_EMBEDDED_MODEL, LlmSettings
             from services.llm.engines.local import LocalEngine
             from services.llm.servicer import SERVICE_NAME as LLM_SERVICE
             from services.llm.servicer import LlmServicer
 
-            llm_settings = LlmSettings(engine="local", metrics_port=0)
+            model = embedded_model or DEFAULT_EMBEDDED_MODEL
+            llm_settings = LlmSettings(engine="local", metrics_port=0, embedded_model=model)
             chat = LocalEngine(llm_settings)
             llm_servicer = LlmServicer(chat, llm_settings)
             llm_server = await stack.enter_async_context(
@@ -83,6 +90,9 @@ async def gateway_stack(*, llm: bool) -> AsyncIterator[Stack]:
                 )
             )
             llm_address = f"127.0.0.1:{llm_server.port}"
+        llm_tap = await stack.enter_async_context(LlmTap(llm_address)) if tap_llm else None
+        if llm_tap is not None:
+            llm_address = llm_tap.address
         settings = gateway_settings(
             stt_address=f"127.0.0.1:{stt_server.port}",
             llm_address=llm_address,
@@ -90,7 +100,7 @@ async def gateway_stack(*, llm: bool) -> AsyncIterator[Stack]:
         )
         ports = await stack.enter_async_context(running_gateway(settings))
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{stt_server.port}"))
-        yield Stack(ports, stt_pb2_grpc.SttServiceStub(channel), settings)
+        yield Stack(ports, stt_pb2_grpc.SttServiceStub(channel), settings, llm_tap)
 
 
 def gateway_settings(

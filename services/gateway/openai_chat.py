@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
@@ -37,31 +36,29 @@ def router(backends: Backends) -> APIRouter:
             return JSONResponse(_completion(reply, model))
         options = body.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        # The tool results that end the messages answer the calls before them: the service goes
-        # on with that turn. Otherwise the last message is the user's turn.
-        results = list(itertools.takewhile(lambda m: m.role == llm_pb2.ROLE_TOOL, reversed(messages)))
-        config.history.extend(messages[: len(messages) - max(len(results), 1)])
-        requests = [
-            llm_pb2.StreamingChatRequest(
-                tool_result=llm_pb2.ToolResult(call_id=m.tool_call_id, output=m.content)
-            )
-            for m in reversed(results)
-        ] or [llm_pb2.StreamingChatRequest(user_turn=llm_pb2.UserTurn(text=messages[-1].content))]
+        if messages[-1].role == llm_pb2.ROLE_TOOL:
+            # A stream begins with a user turn: the turn that goes on from the tools' results is
+            # asked whole, and sent as the stream of it.
+            reply = await backends.llm.Chat(llm_pb2.ChatRequest(config=config, messages=messages))
+            return StreamingResponse(_events(_pieces(reply), model, usage), media_type="text/event-stream")
+        config.history.extend(messages[:-1])
         call = backends.llm.StreamingChat()
         try:
             await call.write(llm_pb2.StreamingChatRequest(config=config))
-            for asked in requests:
-                await call.write(asked)
+            await call.write(
+                llm_pb2.StreamingChatRequest(user_turn=llm_pb2.UserTurn(text=messages[-1].content))
+            )
             await call.done_writing()
             first = await call.read()
         except BaseException:
             call.cancel()
             raise
         if first is not grpc.aio.EOF and (refused := _refusal(first)) is not None:
-            # Refused before any text: a plain HTTP error, as OpenAI answers.
+            # Refused before any text (a turn that failed, tools with a bad schema): a plain HTTP
+            # error, as OpenAI answers.
             call.cancel()
             return _turn_error(refused)
-        return StreamingResponse(_events(call, first, model, usage), media_type="text/event-stream")
+        return StreamingResponse(_events(_read(call, first), model, usage), media_type="text/event-stream")
 
     return api
 
@@ -200,8 +197,31 @@ def _turn_error(error: llm_pb2.TurnError | llm_pb2.RequestError) -> JSONResponse
     return JSONResponse(body, status_code=status)
 
 
+async def _read(call: grpc.aio.StreamStreamCall, first: Any) -> AsyncGenerator[llm_pb2.StreamingChatResponse]:
+    try:
+        response = first
+        while response is not grpc.aio.EOF:
+            yield response
+            response = await call.read()
+    finally:
+        call.cancel()
+
+
+async def _pieces(reply: llm_pb2.ChatResponse) -> AsyncGenerator[llm_pb2.StreamingChatResponse]:
+    """A whole reply as the responses of a stream."""
+    if reply.text:
+        yield llm_pb2.StreamingChatResponse(delta=llm_pb2.TextDelta(text=reply.text))
+    for index, made in enumerate(reply.tool_calls):
+        piece = llm_pb2.ToolCallDelta(
+            index=index, id=made.id, name=made.name, arguments_delta=made.arguments_json
+        )
+        yield llm_pb2.StreamingChatResponse(tool_call=piece)
+    end = llm_pb2.TurnEnd(finish_reason=reply.finish_reason, usage=reply.usage, tool_calls=reply.tool_calls)
+    yield llm_pb2.StreamingChatResponse(turn_end=end)
+
+
 async def _events(
-    call: grpc.aio.StreamStreamCall, first: Any, model: str, include_usage: bool
+    responses: AsyncGenerator[llm_pb2.StreamingChatResponse], model: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
     base = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -216,8 +236,7 @@ async def _events(
 
     try:
         yield event({"role": "assistant", "content": ""})
-        response = first
-        while response is not grpc.aio.EOF:
+        async for response in responses:
             kind = response.WhichOneof("response")
             if kind == "delta":
                 yield event({"content": response.delta.text})
@@ -234,10 +253,9 @@ async def _events(
                     usage = {**base, "choices": [], "usage": _usage(end.usage)}
                     yield f"data: {json.dumps(usage)}\n\n".encode()
                 break
-            response = await call.read()
         yield b"data: [DONE]\n\n"
     finally:
-        call.cancel()
+        await responses.aclose()
 
 
 def _call_piece(piece: llm_pb2.ToolCallDelta) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conversation import Conversation, ConversationSettings, Events, Turn
 from conversation.settings import SETTINGS, SettingError
-from conversation.tools import ToolCall, ToolError
+from conversation.tools import Toolbox, ToolCall, ToolError, Tools
 from conversation.turn import rounded
 from foundation.audio import FRAME_BYTES, FRAME_MS, FrameSplitter
 from services.common.auth import Tokens
@@ -137,7 +137,14 @@ class _Response:
 class RealtimeSession(Events):
     """One WebSocket: the API's events in, the conversation's out."""
 
-    def __init__(self, ws: WebSocket, base: ConversationSettings, beta: bool, extras: bool = False) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        base: ConversationSettings,
+        beta: bool,
+        extras: bool = False,
+        served: Tools | None = None,
+    ) -> None:
         self._ws = ws
         self._beta = beta
         self._extras = extras  # the gateway's own events too
@@ -154,7 +161,10 @@ class RealtimeSession(Events):
         self._typed_turn = False  # the turn being asked was typed, not spoken
         self._responses: dict[int, _Response] = {}  # by turn id, until done
         self._response: _Response | None = None  # the latest: where reply audio goes
+        # The client's functions, and the gateway's own tools (``served``) beside them.
         self._functions = ClientFunctions(self._function_call, self._answered)
+        self._toolbox = Toolbox({"gateway": served, "client": self._functions}) if served else None
+        self._calling: Turn | None = None  # the turn whose calls the client was last sent
 
     # -- the socket --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -272,9 +282,12 @@ class RealtimeSession(Events):
         tools_changed = (functions, choice) != (self._functions.functions, self._functions.tool_choice)
         self._settings = settings
         self._functions.functions, self._functions.tool_choice = functions, choice
+        if self._toolbox is not None:
+            self._toolbox.tool_choice = choice
+            self._toolbox.refresh()
         if self._conversation is not None and (prompt is not None or tools_changed):
             # From the next response on; one in progress goes on as it began.
-            self._conversation.update(prompt, self._functions if tools_changed else None)
+            self._conversation.update(prompt, self._tools if tools_changed else None)
         self._emit("session.updated", session=self._session())
 
     def _functions_of(self, session: dict[str, Any]) -> tuple[list[Function], str]:
@@ -376,6 +389,8 @@ class RealtimeSession(Events):
             "conversation.item.added", previous_item_id=previous, item={**added, "status": "completed"}
         )
         self._last_item = item_id
+        if self._calling is not None and self._calling.interrupted and not self._functions.unanswered():
+            self._functions.answer()  # the user spoke over the wait: the outputs go to the model now
 
     def _create_response(self, event: dict[str, Any]) -> None:
         conversation = self._start()
@@ -415,10 +430,14 @@ class RealtimeSession(Events):
     def _start(self) -> Conversation:
         if self._conversation is None:
             self._conversation = Conversation(
-                self._settings, self._playback, self._show, events=self, tools=self._functions
+                self._settings, self._playback, self._show, events=self, tools=self._tools
             )
             self._conversation.start()
         return self._conversation
+
+    @property
+    def _tools(self) -> Tools:
+        return self._toolbox if self._toolbox is not None else self._functions
 
     def _feed(self, frame: bytes, idle: bool = False) -> None:
         assert self._conversation is not None
@@ -547,6 +566,7 @@ class RealtimeSession(Events):
             raise ToolError("the reply was withdrawn before the function was called")
         if response.message_at is not None:
             self._end_message(response, response.text.strip())
+        self._calling = turn
         item_id, index = _new_id("item"), len(response.output)
         response.output.append(call_item(item_id, call, "completed"))
         at = {"response_id": response.id, "output_index": index}
@@ -568,8 +588,9 @@ class RealtimeSession(Events):
         self._emit("response.done", response=self._response_body(response, "completed", response.output))
 
     def _answered(self) -> None:
-        """The client answered the calls and asks for a response: the turn goes on in a new one."""
-        if (turn := self._conversation.current if self._conversation else None) is not None:
+        """The client answered the calls and asks for a response: the turn goes on in a new one
+        (unless the user spoke over the wait: the turn then ends with the outputs)."""
+        if (turn := self._calling) is not None and not turn.interrupted:
             before = self._responses.get(turn.id)
             earlier = (before.earlier + before.text) if before is not None else ""
             self._respond(_Response(turn, earlier=earlier))
@@ -704,6 +725,7 @@ def router(base: ConversationSettings, tokens: Tokens) -> APIRouter:
         await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
         beta = "realtime=v1" in ws.headers.get("openai-beta", "")
         extras = ws.query_params.get("voice_agent_events") == "true"
-        await RealtimeSession(ws, base, beta, extras).run()
+        served = getattr(ws.app.state, "tools", None)  # the gateway's tools (MCP servers, the clock)
+        await RealtimeSession(ws, base, beta, extras, served).run()
 
     return routes
