@@ -4,11 +4,14 @@ The conversation is the edge client's own core (``conversation``): the same endp
 replies, barge-in and resume, and links to the three services. This module only translates
 the API's events to it and back, and moves the audio: PCM16 mono at 24 kHz both ways.
 
-Supported client events: ``session.update`` (``instructions``, the voice, ``turn_detection``:
-``server_vad`` with ``silence_duration_ms``, ``semantic_vad`` -> the bounded turn detector,
-or null with ``input_audio_buffer.commit``), ``input_audio_buffer.append/commit/clear``,
-``conversation.item.create`` (a user message of ``input_text``), ``response.create`` and
-``response.cancel``. Everything else gets an ``error`` event; fields not named here are ignored.
+Supported client events: ``session.update`` (``instructions``, ``tools`` and ``tool_choice`` at
+any time, from the next response on; the voice, ``turn_detection``: ``server_vad`` with
+``silence_duration_ms``, ``semantic_vad`` -> the bounded turn detector, or null with
+``input_audio_buffer.commit``), ``input_audio_buffer.append/commit/clear``,
+``conversation.item.create`` (a user message of ``input_text``, or a ``function_call_output``),
+``response.create`` and ``response.cancel``. The client's functions are the conversation's tools
+(``realtime_functions``), beside the gateway's own. Everything else gets an ``error`` event;
+fields not named here are ignored.
 Event names are the API's current ones (``response.output_audio.delta``); a client that sends
 ``OpenAI-Beta: realtime=v1`` gets the beta names (``response.audio.delta``).
 
