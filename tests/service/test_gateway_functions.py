@@ -22,11 +22,13 @@ import openai
 import pytest
 import websockets
 
+from conversation.date_time import NAME as DATE_TIME
 from harness.gateway_stack import Stack, gateway_stack
 from harness.speech import normalize
 from harness.stt_client import stream
 from harness.tap import STREAMING_CHAT, LlmTap
 from services.gateway.realtime import API_RATE_HZ
+from services.gateway.server import running_gateway
 from tests.service.test_gateway_realtime import Heard, _speak
 from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2
@@ -280,6 +282,26 @@ async def test_bad_functions_and_outputs_get_errors_that_say_what_to_fix(stack: 
         await ws.send(json.dumps({"type": "conversation.item.create", "item": output}))
         error = json.loads(await ws.recv())["error"]
         assert error["code"] == "unknown_call_id" and "call_nobody" in error["message"], error
+
+
+async def test_the_gateways_own_tools_are_offered_beside_the_clients_functions(
+    stack: Stack, tap: LlmTap
+) -> None:
+    seen = len(tap.requests())
+    clock = stack.settings.model_copy(update={"time_zone": "Europe/Paris"})
+    async with running_gateway(clock) as ports:
+        url = f"ws://127.0.0.1:{ports.http}/v1/realtime?model=voice-agent"
+        async with websockets.connect(url) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            await ws.send(json.dumps({"type": "session.update", "session": {"tools": [REALTIME_TOOL]}}))
+            assert json.loads(await ws.recv())["type"] == "session.updated"
+            item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi."}]}
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))  # the talk begins
+            async with asyncio.timeout(60):
+                while not (configs := [r.config for r in tap.requests()[seen:] if r.HasField("config")]):
+                    await asyncio.sleep(0.1)
+    # The chat service's account: the stream's config offered both.
+    assert sorted(t.name for t in configs[0].tools.tools) == [DATE_TIME, "get_weather"], configs[0]
 
 
 # -- /v1/chat/completions -------------------------------------------------------------------------
