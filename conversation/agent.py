@@ -71,7 +71,13 @@ class Agent:
         self.tools = tools
         offered = tool_set(tools.specs(), tools.tool_choice) if tools is not None else None
         self.llm = LlmLink(
-            settings.llm, settings.security, settings.system_prompt, settings.max_tokens, note, offered
+            settings.llm,
+            settings.security,
+            settings.system_prompt,
+            settings.max_tokens,
+            note,
+            offered,
+            settings.temperature,
         )
         self.tts = TtsLink(
             settings.tts, settings.security, settings.voice, speaker.sample_rate_hz, self._on_speech, note

@@ -193,6 +193,15 @@ class ConversationSettings:
         default=0,
         metadata=setting("--max-tokens", "longest reply, in tokens (default: the service's)", parse=int),
     )
+    # None: the service's default (0.7).
+    temperature: float | None = field(
+        default=None,
+        metadata=setting(
+            "--temperature",
+            "the chat model's sampling temperature (default: the service's); 0 answers alike each time",
+            parse=float,
+        ),
+    )
     # Tools the agent may call (docs/tools.md): MCP servers, named in a JSON file in the
     # ``mcpServers`` shape, and the built-in date and time, off unless a time zone is given.
     mcp_config: str = field(

@@ -65,9 +65,12 @@ class LlmLink(
         max_tokens: int,
         notify: Notify,
         tools: llm_pb2.ToolSet | None = None,
+        temperature: float | None = None,
     ) -> None:
         super().__init__(address, security, notify)
-        self._config = llm_pb2.ChatConfig(system_prompt=system_prompt, max_tokens=max_tokens, tools=tools)
+        self._config = llm_pb2.ChatConfig(
+            system_prompt=system_prompt, max_tokens=max_tokens, tools=tools, temperature=temperature
+        )
         self.history: list[llm_pb2.Message] = []
         self._asked: _Asked | None = None
 

@@ -173,6 +173,7 @@ async def talk(
     frames: Callable[[Conversation], AsyncIterator[bytes]],
     tools: Any,
     chat: ScriptedChat | None = None,
+    **settings: Any,
 ) -> tuple[Session, Taps]:
     """A conversation with the scripted chat service and the real voice, fed ``frames``."""
     chat = chat or ScriptedChat(script)
@@ -183,10 +184,10 @@ async def talk(
         running_server(TtsSettings(metrics_port=0), add_tts, [TTS_SERVICE]) as tts_server,
     ):
         base = EdgeSettings(
-            stt=NOWHERE, llm=f"127.0.0.1:{llm_server.port}", tts=f"127.0.0.1:{tts_server.port}"
+            stt=NOWHERE, llm=f"127.0.0.1:{llm_server.port}", tts=f"127.0.0.1:{tts_server.port}", **settings
         )
-        async with tapped(base) as (settings, taps):
-            _, session = await converse(settings, tmp, frames, timeout_s=90, tools=tools)
+        async with tapped(base) as (tapped_settings, taps):
+            _, session = await converse(tapped_settings, tmp, frames, timeout_s=90, tools=tools)
     return session, taps
 
 
@@ -242,6 +243,7 @@ async def test_a_call_runs_and_its_result_answers_the_same_turn(tmp_path: Path, 
     script = {asked: [Step([("order_status", {"order_id": "4217"})])]}
     session, taps = await talk(tmp_path, tts, script, typed(asked), Shop())
     config = taps.llm.requests()[0].config
+    assert not config.HasField("temperature")
     assert [t.name for t in config.tools.tools] == ["order_status", "slow_status", "broken_lookup", "add"]
     assert json.loads(config.tools.tools[0].parameters_json)["required"] == ["order_id"]
     [result] = results(taps)
@@ -358,7 +360,8 @@ async def test_new_instructions_and_tools_from_the_next_reply(tmp_path: Path, tt
         async for frame in typed("again")(conversation):
             yield frame
 
-    _, taps = await talk(tmp_path, tts, {}, frames, Shop())
+    _, taps = await talk(tmp_path, tts, {}, frames, Shop(), temperature=0.25)
+    assert taps.llm.requests()[0].config.temperature == 0.25  # set, where by default the service's
     requests = [r for r in taps.llm.requests() if r.WhichOneof("request") != "config"]
     kinds = [r.WhichOneof("request") for r in requests]
     assert kinds == ["user_turn", "update", "user_turn"], kinds
