@@ -153,7 +153,8 @@ class SipPhone:
             heard.confirmed_at = now
             if script.digit:
                 call.dialDtmf(script.digit)
-        heard.levels.append((now, int(call.media.getRxLevel())))
+        # The level the call sends into pjsua's bridge: what the far end says ("Rx" is our side).
+        heard.levels.append((now, int(call.media.getTxLevel())))
         if script.first is not None and heard.first_at < 0 and now - heard.confirmed_at >= script.lead_s:
             call.play(script.first)
             heard.first_at, heard.first_end = now, now + wav_seconds(script.first)
