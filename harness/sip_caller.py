@@ -18,6 +18,8 @@ import pjsua2 as pj
 TICK_S = 0.02
 # The far end's level (pjsua2's 0-255 scale) above which it is speaking.
 VOICED_LEVEL = 8
+# This much of the far end's voice after the caller's last words is a reply.
+REPLIED_S = 0.5
 
 
 @dataclass
@@ -165,7 +167,7 @@ class SipPhone:
             heard.second_at, heard.second_end = now, now + wav_seconds(script.second)
         done = script.second is None or heard.second_at >= 0
         quiet = now - said_end >= script.quiet_s and not heard.voiced(now - script.quiet_s, now)
-        replied = bool(heard.voiced(said_end, now))
+        replied = len(heard.voiced(said_end, now)) * TICK_S >= REPLIED_S  # not a click
         if (done and replied and quiet) or now >= script.max_s:
             call.hangup(pj.CallOpParam(True))
 

@@ -164,7 +164,7 @@ class AudioSocketListener:
             why = str(exc)
             log.error("AudioSocket call %s ended: %s", call.call_id, exc, extra={"call": call.call_id})
         except (asyncio.IncompleteReadError, ConnectionError):
-            why = ended[0] if ended else "the connection closed"
+            why = ended[0] if ended else "the caller hung up"  # Asterisk closes without a frame
         finally:
             pacer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
