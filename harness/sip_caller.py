@@ -25,7 +25,7 @@ REPLIED_S = 0.5
 @dataclass
 class Script:
     """What one call says: ``first`` after ``lead_s``; ``second`` (if any) once ``over_reply_s`` of
-    the reply has been heard (an interruption); ``digit`` once answered; then hang up after
+    the reply has been heard (an interruption); ``digit`` after ``lead_s``; then hang up after
     ``quiet_s`` of quiet from the far end (at most ``max_s`` into the call)."""
 
     first: Path | None = None
@@ -45,6 +45,7 @@ class Heard:
     recording: Path
     confirmed_at: float = 0.0  # seconds from the call's start
     first_at: float = -1.0
+    digit_at: float = 0.0
     first_end: float = -1.0
     second_at: float = -1.0
     second_end: float = -1.0
@@ -153,14 +154,15 @@ class SipPhone:
             return
         if not heard.confirmed_at:
             heard.confirmed_at = now
-            if script.digit:
-                call.dialDtmf(script.digit)
+        if script.digit and not heard.digit_at and now - heard.confirmed_at >= script.lead_s:
+            call.dialDtmf(script.digit)
+            heard.digit_at = now
         # The level the call sends into pjsua's bridge: what the far end says ("Rx" is our side).
         heard.levels.append((now, int(call.media.getTxLevel())))
         if script.first is not None and heard.first_at < 0 and now - heard.confirmed_at >= script.lead_s:
             call.play(script.first)
             heard.first_at, heard.first_end = now, now + wav_seconds(script.first)
-        said_end = max(heard.first_end, heard.second_end, heard.confirmed_at)
+        said_end = max(heard.first_end, heard.second_end, heard.digit_at, heard.confirmed_at)
         over_reply = len(heard.voiced(heard.first_end, now)) * TICK_S >= script.over_reply_s
         if script.second is not None and heard.second_at < 0 and heard.first_end > 0 and over_reply:
             call.play(script.second)
