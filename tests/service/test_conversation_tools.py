@@ -33,7 +33,7 @@ from services.tts.engine import create_engine as create_tts_engine
 from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
 from services.tts.servicer import TtsServicer
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
-from voice.tts.v1 import tts_pb2_grpc
+from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 
 SLOW_S = 1.5
 ORDERS = {"4217": "shipped on Monday", "1009": "being packed"}
@@ -220,13 +220,17 @@ def tools_of(turn: dict[str, object]) -> list[dict[str, Any]]:
 
 
 def said_before(taps: Taps, user_text: str, at_s: float) -> str:
-    """The words of the reply to ``user_text`` whose audio the speech service delivered before ``at_s``."""
-    turn_id, start, said = taps.llm.turn_id(user_text), 0, []
-    for piece in taps.tts.pieces(turn_id):
-        if taps.tts.delivered_at(turn_id, start) < at_s:
-            said.append(piece.text.strip())
-        start += len(piece.samples)
-    return " ".join(said)
+    """The text of the reply to ``user_text`` the speech service was given (and flushed) before
+    ``at_s``: said while the call worked, whatever the synthesis took under load."""
+    turn_id, said, flushed = taps.llm.turn_id(user_text), "", ""
+    for message in taps.tts.messages:
+        if message.from_client and message.at_s < at_s:
+            request = tts_pb2.StreamingSynthesizeRequest.FromString(message.data)
+            if request.turn_id == turn_id and request.HasField("text"):
+                said += request.text
+            elif request.turn_id == turn_id and request.HasField("flush"):
+                flushed = said
+    return " ".join(flushed.split())
 
 
 def sent_at(tap: LlmTap, kind: str) -> list[float]:
