@@ -3,12 +3,13 @@ answer holds, and 20 requests that need one of five tools, with the call they ne
 
 Used by ``bench.llm.quality`` (each embedded model) and ``bench.tools`` (through the
 LLM service). A fact is a set of accepted spellings; an answer holds it when any of
-them appears in its lower-cased text.
+them appears in its lower-cased text as a word (or its plural), a number on its own.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +125,14 @@ TOOL_REQUESTS = [
 
 def answer_holds(question: Question, answer: str) -> bool:
     text = answer.lower()
-    return any(fact in text for fact in question.accepted)
+    for fact in question.accepted:
+        if fact.isdigit():
+            # A number on its own: "9" is not in "9.04" or "19".
+            if re.search(rf"(?<![\d.]){fact}(?![\d]|\.\d)", text):
+                return True
+        elif re.search(rf"\b{re.escape(fact)}s?\b", text):  # a word, not "au" in "because"
+            return True
+    return False
 
 
 def _matches(value: Any, accepted: tuple[Any, ...]) -> bool:
