@@ -168,7 +168,7 @@ class LocalSession:
         tools = self._engine.tool_template
         if options.tools and tools is not None:
             completion = generate_with_tools(llama, tools, messages, options, on_delta, cancel)
-            if completion.finish is Finish.STOP:
+            if completion.finish in (Finish.STOP, Finish.LENGTH):
                 self._prefill(llama, [*messages, Message("assistant", completion.text)], options)
             return completion
         parts: list[str] = []
