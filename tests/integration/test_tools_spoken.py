@@ -137,11 +137,13 @@ def mcp_config(tmp: Path, **env: str) -> str:
     return str(path)
 
 
-# Seen on 2026-12-07: through the conversation the embedded model answered in words without a
-# call (temperature 0 too), while a stream to the same service with the same config, tools and
-# words made the call; not explained yet.
-pytestmark = pytest.mark.xfail(
-    reason="the embedded model answers without calling its tools through the conversation", strict=False
+# Seen on 2026-12-07: in this test process (STT, LLM and TTS services in it) the embedded model
+# answered in words without a call, spoken or typed, at temperature 0 too; the same typed
+# conversation against the LLM and TTS services alone, in a process without the STT service,
+# made the call and spoke its result. Not explained yet.
+NO_CALL_HERE = pytest.mark.xfail(
+    reason="with the STT service in the process, the embedded model answers without calling its tools",
+    strict=False,
 )
 
 Frames = Callable[[Conversation], AsyncIterator[bytes]]
@@ -224,6 +226,27 @@ def result_sent_at(taps: Taps) -> list[float]:
     ]
 
 
+@NO_CALL_HERE
+async def test_a_typed_question_calls_the_tool_and_the_answer_holds_its_result(
+    services: Services, tmp_path: Path
+) -> None:
+    async def frames(conversation: Conversation) -> AsyncIterator[bytes]:
+        async for frame in while_(lambda: not conversation.agent.llm.connected, 60):
+            yield frame
+        conversation.ask("What is the status of order 42?", {"transcript_final": conversation.now_ms()})
+        async for frame in while_(lambda: conversation.agent_busy, 400):
+            yield frame
+
+    session, taps = await talk(services, tmp_path, frames)
+    [(_, name, arguments)] = calls(taps)
+    assert name == "order_status" and digits(arguments["order_id"]) == "42", calls(taps)
+    [status] = results(taps)
+    assert not status.is_error and json.loads(status.output)["carrier"] == "DHL"
+    heard = await answer(services, taps, session.turns[0])
+    assert "shipped" in heard or "thursday" in heard or "dhl" in heard, heard
+
+
+@NO_CALL_HERE
 async def test_a_spoken_question_calls_the_right_tool_and_the_answer_holds_its_result(
     services: Services, tmp_path: Path
 ) -> None:
@@ -241,6 +264,7 @@ async def test_a_spoken_question_calls_the_right_tool_and_the_answer_holds_its_r
     assert "5" in heard.split() or "five" in heard.split(), heard
 
 
+@NO_CALL_HERE
 async def test_slow_calls_get_one_filler_each_and_never_the_same_twice(
     services: Services, tmp_path: Path
 ) -> None:
@@ -256,6 +280,7 @@ async def test_slow_calls_get_one_filler_each_and_never_the_same_twice(
     assert all(t["tools"][0]["ms"] >= 1500 for t in session.turns)  # type: ignore[index]
 
 
+@NO_CALL_HERE
 async def test_a_tool_that_raises_is_told_and_the_next_turn_works(services: Services, tmp_path: Path) -> None:
     order, total = await spoken(services, ORDER), await spoken(services, SUM)
     session, taps = await talk(services, tmp_path, one_after_another(order, total), BROKEN="1")
@@ -268,6 +293,7 @@ async def test_a_tool_that_raises_is_told_and_the_next_turn_works(services: Serv
     assert "5" in heard.split() or "five" in heard.split(), heard
 
 
+@NO_CALL_HERE
 async def test_speech_over_the_filler_is_heard_and_answered(services: Services, tmp_path: Path) -> None:
     order, total = await spoken(services, ORDER), await spoken(services, SUM)
 
