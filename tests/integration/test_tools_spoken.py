@@ -139,11 +139,10 @@ def mcp_config(tmp: Path, **env: str) -> str:
 
 # Seen on 2026-12-07: in this test process (STT, LLM and TTS services in it) the embedded model
 # answered in words without a call, spoken or typed, at temperature 0 too; the same typed
-# conversation against the LLM and TTS services alone, in a process without the STT service,
-# made the call and spoke its result. Not explained yet.
+# conversation in a script of its own (the LLM and TTS services in it, no STT) made the call and
+# spoke its result. Not explained yet.
 NO_CALL_HERE = pytest.mark.xfail(
-    reason="with the STT service in the process, the embedded model answers without calling its tools",
-    strict=False,
+    reason="in this test process the embedded model answers without calling its tools", strict=False
 )
 
 Frames = Callable[[Conversation], AsyncIterator[bytes]]
