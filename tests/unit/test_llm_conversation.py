@@ -48,7 +48,7 @@ def conversation(
 
 async def reply(chat: Conversation, text: str) -> tuple[list[str], Completion]:
     deltas: list[str] = []
-    result = await chat.reply(text, deltas.append, threading.Event())
+    result = await chat.reply(text, lambda d: deltas.append(str(d)), threading.Event())
     return deltas, result.completion
 
 
