@@ -117,7 +117,9 @@ def run(primary: Session) -> tuple[list[str], Completion]:
     cloud: Engine = ScriptedEngine("cloud", primary)
     engine = FallbackEngine(cloud, ScriptedEngine("local", ScriptedSession("local", ["hi"])))
     deltas: list[str] = []
-    completion = engine.open_session().generate([], Options("m", 0.7, 10), lambda d: deltas.append(str(d)), threading.Event())
+    completion = engine.open_session().generate(
+        [], Options("m", 0.7, 10), lambda d: deltas.append(str(d)), threading.Event()
+    )
     return deltas, completion
 
 
