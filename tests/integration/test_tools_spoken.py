@@ -25,23 +25,11 @@ import pytest
 from conversation import Conversation
 from conversation.tools import open_tools
 from edge_client.config import EdgeSettings
+from harness import servers
 from harness.edge import Session, converse, frames_of, silence, while_
-from harness.servers import running_server
 from harness.speech import REPO, normalize
 from harness.tap import STREAMING_CHAT, Taps, tapped
-from services.llm.config import LlmSettings
-from services.llm.engines.local import LocalEngine
-from services.llm.servicer import SERVICE_NAME as LLM_SERVICE
-from services.llm.servicer import LlmServicer
-from services.stt import engine as stt_engine
-from services.stt.config import SttSettings
-from services.stt.servicer import SERVICE_NAME as STT_SERVICE
-from services.stt.servicer import SttServicer
-from services.tts import engine as tts_engine
-from services.tts.config import TtsSettings
-from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
-from services.tts.servicer import TtsServicer
-from voice.llm.v1 import llm_pb2, llm_pb2_grpc
+from voice.llm.v1 import llm_pb2
 from voice.stt.v1 import stt_pb2, stt_pb2_grpc
 from voice.tts.v1 import tts_pb2, tts_pb2_grpc
 
@@ -73,36 +61,9 @@ class Services:
 async def services() -> AsyncIterator[Services]:
     """The three services with their real models, the capable chat model among them."""
     async with AsyncExitStack() as stack:
-        stt_settings, tts_settings = SttSettings(), TtsSettings()
-        llm_settings = LlmSettings(engine="local", embedded_model=CAPABLE_MODEL, metrics_port=0)
-        stt, tts = stt_engine.create_engine(stt_settings), tts_engine.create_engine(tts_settings)
-        stt_servicer, tts_servicer = SttServicer(stt, stt_settings), TtsServicer(tts, tts_settings)
-        chat = LocalEngine(llm_settings)
-        llm_servicer = LlmServicer(chat, llm_settings)
-        stt_server = await stack.enter_async_context(
-            running_server(
-                stt_settings,
-                lambda s: stt_pb2_grpc.add_SttServiceServicer_to_server(stt_servicer, s),
-                [STT_SERVICE],
-                stt.load,
-            )
-        )
-        llm_server = await stack.enter_async_context(
-            running_server(
-                llm_settings,
-                lambda s: llm_pb2_grpc.add_LlmServiceServicer_to_server(llm_servicer, s),
-                [LLM_SERVICE],
-                chat.load,
-            )
-        )
-        tts_server = await stack.enter_async_context(
-            running_server(
-                tts_settings,
-                lambda s: tts_pb2_grpc.add_TtsServiceServicer_to_server(tts_servicer, s),
-                [TTS_SERVICE],
-                tts.load,
-            )
-        )
+        stt_server = await stack.enter_async_context(servers.stt_server())
+        llm_server = await stack.enter_async_context(servers.llm_server(CAPABLE_MODEL))
+        tts_server = await stack.enter_async_context(servers.tts_server())
         stt_address, tts_address = f"127.0.0.1:{stt_server.port}", f"127.0.0.1:{tts_server.port}"
         stt_channel = await stack.enter_async_context(grpc.aio.insecure_channel(stt_address))
         tts_channel = await stack.enter_async_context(grpc.aio.insecure_channel(tts_address))

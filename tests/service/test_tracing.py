@@ -23,26 +23,19 @@ from conversation import Conversation
 from edge_client.config import EdgeSettings
 from foundation import tracing
 from foundation.audio import FRAME_MS
+from harness import servers
 from harness.edge import converse, frames_of, over_the_reply, silence, then_quiet, while_
-from harness.servers import running_server
 from harness.speech import english, normalize
 from services.common.server import VoiceServer, build_server
 from services.llm.config import LlmSettings
 from services.llm.engines.local import LocalEngine
 from services.llm.servicer import SERVICE_NAME as LLM_SERVICE
 from services.llm.servicer import LlmServicer
-from services.stt import engine as stt_engine
-from services.stt.config import SttSettings
-from services.stt.servicer import SERVICE_NAME as STT_SERVICE
-from services.stt.servicer import SttServicer
 from services.tts import engine as tts_engine
 from services.tts.config import TtsSettings
-from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
 from services.tts.servicer import TtsServicer
 from tests.service.test_conversation_tools import Shop, Step, talk, typed
 from voice.llm.v1 import llm_pb2_grpc
-from voice.stt.v1 import stt_pb2_grpc
-from voice.tts.v1 import tts_pb2_grpc
 
 EXPORTER = InMemorySpanExporter()
 
@@ -69,28 +62,8 @@ def traced() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture(scope="module")
 async def services(traced: InMemorySpanExporter) -> AsyncIterator[Services]:
     async with AsyncExitStack() as stack:
-        stt_settings = SttSettings()
-        stt = stt_engine.create_engine(stt_settings)
-        stt_servicer = SttServicer(stt, stt_settings)
-        stt_server = await stack.enter_async_context(
-            running_server(
-                stt_settings,
-                lambda s: stt_pb2_grpc.add_SttServiceServicer_to_server(stt_servicer, s),
-                [STT_SERVICE],
-                stt.load,
-            )
-        )
-        tts_settings = TtsSettings()
-        tts = tts_engine.create_engine(tts_settings)
-        tts_servicer = TtsServicer(tts, tts_settings)
-        tts_server = await stack.enter_async_context(
-            running_server(
-                tts_settings,
-                lambda s: tts_pb2_grpc.add_TtsServiceServicer_to_server(tts_servicer, s),
-                [TTS_SERVICE],
-                tts.load,
-            )
-        )
+        stt_server = await stack.enter_async_context(servers.stt_server())
+        tts_server = await stack.enter_async_context(servers.tts_server())
         llm_settings = LlmSettings(engine="local", metrics_port=0)
         chat = LocalEngine(llm_settings)
         await asyncio.to_thread(chat.load)
