@@ -109,6 +109,26 @@ async def test_unary_chat_returns_the_call_then_the_answer(stub: llm_pb2_grpc.Ll
     assert answered.finish_reason == llm_pb2.FINISH_REASON_STOP and "17" in answered.text
 
 
+async def test_after_its_results_the_embedded_model_answers_in_words(
+    stub: llm_pb2_grpc.LlmServiceStub,
+) -> None:
+    """Asked for JSON, Qwen2.5-Coder at temperature 0 opens its answer to a result with the
+    call again as JSON; the service reads a reply that opens so as a call (the model writes
+    some calls that way), so the reply after results must open in words: the answer, not a
+    second call of the same tool."""
+    prompt = "You are an API. Use the tools. Reply with the JSON the tool returned, nothing else."
+    chat_config = llm_pb2.ChatConfig(max_tokens=32, temperature=0.0, tools=TOOLS, system_prompt=prompt)
+    made = llm_pb2.ToolCall(id="call_1", name="get_weather", arguments_json='{"city": "Paris"}')
+    history = [
+        llm_pb2.Message(role=llm_pb2.ROLE_USER, content=WEATHER_QUESTION),
+        llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT, tool_calls=[made]),
+        llm_pb2.Message(role=llm_pb2.ROLE_TOOL, content=WEATHER_RESULT, tool_call_id=made.id),
+    ]
+    answered = await stub.Chat(llm_pb2.ChatRequest(config=chat_config, messages=history))
+    assert answered.finish_reason != llm_pb2.FINISH_REASON_TOOL_CALLS and not answered.tool_calls, answered
+    assert answered.text.strip() and answered.text.lstrip()[:1] not in ("{", "<", "`"), answered.text
+
+
 class OptionsRecorder:
     """A real engine that also keeps the options each generation was asked with."""
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -38,14 +40,46 @@ class ToolTemplate:
     """The model's chat template, rendering the prompt with tools and the assistant's header."""
 
     formatter: Jinja2ChatFormatter
+    # The tokens a reply may not open with after the tools' results: markup, JSON or a code
+    # block (the marker's own token aside), and the tokens that are only whitespace.
+    openers: npt.NDArray[np.intp]
+    blanks: frozenset[int]
 
     @classmethod
     def of(cls, llama: llama_cpp.Llama, template: str) -> ToolTemplate | None:
-        """The template's tool calling; None when it has none (SmolLM2's has not)."""
+        """The template's tool calling; None when it has none (SmolLM2's has not). Reads the
+        vocabulary once (~0.3 s for Qwen2.5's 152k tokens)."""
         if MARKER not in template:
             return None
         eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", errors="ignore")
-        return cls(Jinja2ChatFormatter(template, eos, "", add_generation_prompt=True))
+        marker = llama.tokenize(MARKER.encode(), add_bos=False, special=True)
+        openers, blanks = [], set()
+        for token in range(llama.n_vocab()):
+            text = llama.detokenize([token], special=True).decode("utf-8", errors="ignore")
+            if not text.strip():
+                blanks.add(token)
+            elif _opens_a_call(text) and [token] != marker:
+                openers.append(token)
+        formatter = Jinja2ChatFormatter(template, eos, "", add_generation_prompt=True)
+        return cls(formatter, np.array(openers, dtype=np.intp), frozenset(blanks))
+
+    def words_first(self) -> llama_cpp.LogitsProcessorList:
+        """Sampling that opens the reply in words: until the first token that is not
+        whitespace, none of the ``openers``. After its results the model answers in words or
+        calls again with the marker; at temperature 0.7 Qwen2.5-Coder-1.5B otherwise opens one
+        answer in five with the call and its result as JSON, read as a second call."""
+        start: int | None = None
+
+        def process(
+            input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]
+        ) -> npt.NDArray[np.single]:
+            nonlocal start
+            start = len(input_ids) if start is None else start
+            if all(int(token) in self.blanks for token in input_ids[start:]):
+                scores[self.openers] = -np.inf
+            return scores
+
+        return llama_cpp.LogitsProcessorList([process])
 
 
 def generate_with_tools(
@@ -61,7 +95,8 @@ def generate_with_tools(
     run = _Run(llama, on_delta, cancel)
     words = ""
     if options.tool_choice in ("auto", "none"):
-        words, called = run.words(prompt, options)
+        after_results = bool(messages) and messages[-1].role == "tool"
+        words, called = run.words(prompt, options, template.words_first() if after_results else None)
         if not called or options.tool_choice == "none" or run.finish is not Finish.STOP:
             return run.completion(words)
     call = run.call(prompt + words + MARKER + "\n", options)
@@ -78,7 +113,11 @@ def _call_start(text: str) -> int | None:
     if at >= 0:
         return at
     words = text.lstrip()
-    return len(text) - len(words) if words[:1] in ("{", "<", "`") else None
+    return len(text) - len(words) if _opens_a_call(words) else None
+
+
+def _opens_a_call(text: str) -> bool:
+    return text.lstrip()[:1] in ("{", "<", "`")
 
 
 def _held(text: str) -> int:
@@ -102,10 +141,12 @@ class _Run:
         self.prompt_tokens = 0
         self.tokens = 0
 
-    def words(self, prompt: str, options: Options) -> tuple[str, bool]:
+    def words(
+        self, prompt: str, options: Options, processor: llama_cpp.LogitsProcessorList | None = None
+    ) -> tuple[str, bool]:
         """Stream the reply's words until it ends or a call begins; the words, and whether a call began."""
         text, sent = "", 0
-        for piece in self._stream(prompt, options.max_tokens, options.temperature):
+        for piece in self._stream(prompt, options.max_tokens, options.temperature, processor=processor):
             text += piece
             start = _call_start(text)
             if start is not None:
@@ -163,6 +204,7 @@ class _Run:
         max_tokens: int,
         temperature: float,
         grammar: str | LlamaGrammar | None = None,
+        processor: llama_cpp.LogitsProcessorList | None = None,
     ) -> Iterator[str]:
         if isinstance(grammar, str):
             grammar = LlamaGrammar.from_string(grammar, verbose=False)
@@ -170,7 +212,12 @@ class _Run:
         chunks = cast(
             Iterator[dict[str, Any]],
             self.llama.create_completion(
-                prompt, max_tokens=max_tokens, temperature=temperature, stream=True, grammar=grammar
+                prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=True,
+                grammar=grammar,
+                logits_processor=processor,
             ),
         )
         try:
