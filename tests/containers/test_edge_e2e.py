@@ -326,7 +326,7 @@ async def test_a_short_real_interruption_stops_the_reply(stack: None, tmp_path: 
     _kept_only_what_was_heard(taps, turn_id, heard, at=1)
     history = taps.llm.history()
     assert [m.role for m in history[:3]] == [llm_pb2.ROLE_USER, llm_pb2.ROLE_ASSISTANT, llm_pb2.ROLE_USER]
-    assert wer(rec.text, history[2].content) == 0, history
+    assert normalize(history[2].content).split() == said, history
 
 
 async def test_the_end_of_turn_model_ends_a_whole_sentence_at_once(stack: None, tmp_path: Path) -> None:
