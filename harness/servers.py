@@ -96,9 +96,10 @@ async def tts_server() -> AsyncIterator[VoiceServer]:
 
 
 @asynccontextmanager
-async def llm_server(embedded_model: str = "") -> AsyncIterator[VoiceServer]:
+async def llm_server(embedded_model: str = "", threads: int = 0) -> AsyncIterator[VoiceServer]:
     """The LLM service on an embedded model (the service's default where not given), loaded before
-    serving (only a loaded engine knows its chat template's tool calling), on a free port."""
+    serving (only a loaded engine knows its chat template's tool calling), on a free port; llama.cpp
+    on ``threads`` (0: one per core)."""
     # Imported here: llama.cpp is only loaded by the tests that chat.
     from services.llm.config import DEFAULT_EMBEDDED_MODEL, LlmSettings
     from services.llm.engines.local import LocalEngine
@@ -106,7 +107,7 @@ async def llm_server(embedded_model: str = "") -> AsyncIterator[VoiceServer]:
     from services.llm.servicer import LlmServicer
 
     model = embedded_model or DEFAULT_EMBEDDED_MODEL
-    settings = LlmSettings(engine="local", metrics_port=0, embedded_model=model)
+    settings = LlmSettings(engine="local", metrics_port=0, embedded_model=model, threads=threads)
     engine = LocalEngine(settings)
     servicer = LlmServicer(engine, settings)
     register = lambda server: llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, server)  # noqa: E731
