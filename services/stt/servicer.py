@@ -196,9 +196,11 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
             replace(config, turn_detection=False),
             lambda item: results.append(item) if isinstance(item, Result) and item.is_final else None,
         )
-        # Whole audio goes through the same utterance logic as a stream, minus interims.
+        # Whole audio goes through the same utterance logic as a stream, minus interims; its end
+        # is an end of utterance (a shout the voice detector missed is decoded), and no words no result.
         await session.add_audio(audio)
-        await session.close()
+        await session.finalize(answer=True)
+        results = [result for result in results if result.transcript.text]
         for result in results:
             response.results.append(_result(result))
         if results:

@@ -45,6 +45,10 @@ _PRE_ROLL = int(_PRE_ROLL_S * SAMPLE_RATE_HZ)
 _UNHEARD_KEEP_S = 4.0
 _UNHEARD_KEEP = int(_UNHEARD_KEEP_S * SAMPLE_RATE_HZ)
 _AUDIBLE_DBFS = -45.0
+# The detector may take a short word for speech only at its end (a "Yes, sir!" of 0.58 s at 0.5 s):
+# the audible sound just before where it did, this much at most, is the start of that speech.
+_ONSET_MAX_S = 1.0
+_ONSET_MAX = int(_ONSET_MAX_S * SAMPLE_RATE_HZ) // WINDOW_SAMPLES * WINDOW_SAMPLES
 # ...and its words are kept only on the model's own evidence: its mean token log-probability
 # less its probability of no speech. Decoded this way (tests/data/shouts), shouted and acted
 # words scored -0.3 to -1.13, real coughs (heard as "Cup!", "Ow! Ow!", "I don't know.", "Ha ha!")
@@ -214,7 +218,7 @@ class RecognizeSession:
         if utt.started:
             utt.voiced_windows += 1
         elif utt.run >= _MIN_SPEECH_WINDOWS:
-            utt.speech_start = end - utt.run * WINDOW_SAMPLES
+            utt.speech_start = _onset(utt, end - utt.run * WINDOW_SAMPLES)
             utt.voiced_windows = utt.run
             utt.trim(utt.speech_start - _PRE_ROLL)
             utt.interim_started_at = time.monotonic()
@@ -383,9 +387,7 @@ class RecognizeSession:
             "", self._config.language or "", utt.opened / SAMPLE_RATE_HZ, self._total / SAMPLE_RATE_HZ
         )
         audio = np.concatenate(utt.chunks) if utt.chunks else np.zeros(0, np.float32)
-        windows = audio[: len(audio) // WINDOW_SAMPLES * WINDOW_SAMPLES].reshape(-1, WINDOW_SAMPLES)
-        power = np.mean(np.square(windows, dtype=np.float64), axis=1)
-        audible = np.flatnonzero(power >= 10 ** (_AUDIBLE_DBFS / 10))
+        audible = np.flatnonzero(_audible(audio[: len(audio) // WINDOW_SAMPLES * WINDOW_SAMPLES]))
         if len(audible) * WINDOW_SAMPLES < _MIN_SPEECH_S * SAMPLE_RATE_HZ:
             return nothing
         utt.speech_start = utt.start + int(audible[0]) * WINDOW_SAMPLES
@@ -407,6 +409,24 @@ class RecognizeSession:
     async def close(self) -> None:
         """Finalise what is pending and wait for in-flight decodes."""
         await self.finalize()
+
+
+def _audible(audio: np.ndarray) -> np.ndarray:
+    """Per window of ``audio`` (a whole number of windows): is it louder than near silence?"""
+    power = np.mean(np.square(audio.reshape(-1, WINDOW_SAMPLES), dtype=np.float64), axis=1)
+    return np.asarray(power >= 10 ** (_AUDIBLE_DBFS / 10))
+
+
+def _onset(utt: _Utterance, at: int) -> int:
+    """Where the speech the detector found at stream sample index ``at`` began: after the last
+    near-silent window of the ``_ONSET_MAX`` before it; ``at`` where there is none (a background
+    that never falls quiet has no onset to find)."""
+    before = min(at - utt.start, _ONSET_MAX) // WINDOW_SAMPLES * WINDOW_SAMPLES
+    if before <= 0:
+        return at
+    end = at - utt.start
+    quiet = np.flatnonzero(~_audible(np.concatenate(utt.chunks)[end - before : end]))
+    return at - (before // WINDOW_SAMPLES - int(quiet[-1]) - 1) * WINDOW_SAMPLES if len(quiet) else at
 
 
 def _confident(heard: Transcript) -> bool:

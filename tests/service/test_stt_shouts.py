@@ -55,6 +55,31 @@ async def test_a_shout_after_a_long_quiet_is_heard_with_its_time(stub: stt_pb2_g
     assert 19_700 <= outcome.finals[0].start_ms <= 20_500, outcome.finals
 
 
+async def test_a_word_the_detector_takes_for_speech_only_at_its_end_is_heard_whole(
+    stub: stt_pb2_grpc.SttServiceStub,
+) -> None:
+    """After 5 s of quiet, Silero takes "Yes, sir!" (0.58 s) for speech only 0.5 s in: decoded
+    from there it came back "Stop!" (which would stop a reply), "Awesome!" after 7.13 s of quiet."""
+    rec = next(r for r in shouts("backchannel") if r.id == "default_yessir")
+    for quiet_s in (5.0, 7.13):
+        outcome = await stream(stub, CONFIG, [silence(quiet_s) + rec.pcm() + silence(0.6)])
+        assert [normalize(f.transcript) for f in outcome.finals] == ["yes sir"], (quiet_s, outcome.finals)
+        assert quiet_s - 0.1 <= outcome.finals[0].start_ms / 1000 <= quiet_s + 0.3, outcome.finals
+
+
+async def test_recognize_hears_a_shout_and_no_words_in_a_cough(stub: stt_pb2_grpc.SttServiceStub) -> None:
+    """The unary Recognize takes its audio's end for an end of utterance, as a stream's client says it."""
+    config = stt_pb2.RecognitionConfig(sample_rate_hz=16000)
+    for rec in shouts("interruption"):
+        if rec.id in ("default_nooo", "surfer_whatthe"):  # Silero scores them 0.11 and 0.47
+            reply = await stub.Recognize(stt_pb2.RecognizeRequest(config=config, audio_content=rec.pcm()))
+            said = [normalize(r.transcript) for r in reply.results]
+            assert said == [normalize(rec.text)] and reply.results[0].is_final, (rec.id, reply)
+    cough = recorded("cough-default")
+    reply = await stub.Recognize(stt_pb2.RecognizeRequest(config=config, audio_content=cough))
+    assert list(reply.results) == [], reply
+
+
 async def test_short_acknowledgements_are_heard_as_backchannels(stub: stt_pb2_grpc.SttServiceStub) -> None:
     """ "Yes, sir!", "Hmm", "Mm": words the backchannel list knows, not an empty final."""
     known = Backchannels(DEFAULT_BACKCHANNELS)
