@@ -11,12 +11,14 @@ Measured from the client: the call, ms to its first piece, ms to the turn's end.
 A slow tool (``--slow N``, 0 for none): N spoken order questions (synthesized by the TTS
 service), each a conversation on the real core, in real time, with the STT, LLM and TTS services
 in process and the test MCP server (tests/mcp_orders.py over stdio, every call 1.5 s). From the
-end of the question's speech (its last 10 ms above -35 dBFS) to the first audio of the filler
-heard, and of the answer heard: "heard" is when the TTS service delivered it (harness/tap.py);
+end of the question's speech (its last 10 ms above -35 dBFS) to the call written (the LLM
+service ending the model's turn with it), the first audio of the filler heard, and of the answer
+heard: "heard" is when the TTS service delivered it (harness/tap.py);
 the filler is what was delivered before the tool's result reached the LLM service, the answer
 what came after.
 
 ``python -m bench.tools.run [--models qwen2.5-coder-1.5b ...] [--mode text|speech] [--slow 5] [--threads 2]``
+(``--slow`` alone: only the slow tool)
 """
 
 from __future__ import annotations
@@ -190,9 +192,11 @@ class SlowCall:
     user_text: str = ""
     calls: list[str] | None = None
     fillers: list[str] | None = None
-    call_ms: float | None = None  # the LLM service's first piece of a tool call
+    call_ms: float | None = None  # the LLM service ended the model's turn with the tool call
     filler_ms: float | None = None  # first audio of what was said while the tool worked
     answer_ms: float | None = None  # first audio of what was said after its result
+    speech_end_ms: float = 0.0  # on the conversation's clock, as the report's times
+    report: dict[str, Any] | None = None  # the conversation's report of the turn
     error: str = ""
 
 
@@ -205,7 +209,7 @@ def slow_mcp_config(tmp: Path) -> str:
 
 
 def moments(taps: Taps, turn_id: int) -> tuple[float | None, float | None, float | None]:
-    """When (time.monotonic()) the LLM service delivered turn ``turn_id``'s first tool call, and
+    """When (time.monotonic()) the LLM service ended the model's turn with a tool call, and
     the TTS service the first audio of the turn said before the call's result reached the LLM
     service (the filler), and the first said after it (the answer)."""
     call = result = None
@@ -215,7 +219,7 @@ def moments(taps: Taps, turn_id: int) -> tuple[float | None, float | None, float
         if m.from_client and result is None and Request.FromString(m.data).HasField("tool_result"):
             result = m.at_s
         response = None if m.from_client else llm_pb2.StreamingChatResponse.FromString(m.data)
-        if call is None and response is not None and response.HasField("tool_call"):
+        if call is None and response is not None and response.turn_end.tool_calls:
             call = m.at_s
     filler = answer = None
     start = 0
@@ -230,8 +234,8 @@ def moments(taps: Taps, turn_id: int) -> tuple[float | None, float | None, float
 
 
 async def slow_call(settings: EdgeSettings, tools: Tools, question: str, pcm: bytes) -> SlowCall:
-    outcome = SlowCall(question)
     speech_end_ms = float(loud_windows_ms(pcm16_to_float(pcm), RATE_HZ, SPEECH_DBFS)[-1] + 10)
+    outcome = SlowCall(question, speech_end_ms=speech_end_ms)
     async with tapped(settings) as (settings, taps):
         with tempfile.TemporaryDirectory() as tmp:
             _, session = await converse(
@@ -241,6 +245,7 @@ async def slow_call(settings: EdgeSettings, tools: Tools, question: str, pcm: by
         outcome.error = "no turn"
         return outcome
     turn: Any = session.turns[0]  # the conversation's report of the turn
+    outcome.report = turn
     outcome.user_text = turn["user_text"]
     outcome.calls = [f"{t['name']}({json.dumps(t['arguments'])})" for t in turn.get("tools", [])]
     outcome.fillers = turn.get("fillers", [])
@@ -362,7 +367,7 @@ async def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=[QWEN_15B.name])
-    parser.add_argument("--mode", choices=list(MODES), default="text")
+    parser.add_argument("--mode", choices=list(MODES), help="text unless only --slow is asked")
     parser.add_argument("--slow", type=int, default=0, help="this many spoken conversations with a slow tool")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -371,11 +376,13 @@ async def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         heard_by = await stack.enter_async_context(ears()) if args.mode == "speech" or args.slow else None
-        rows = [await measure(name, args.threads, MODES[args.mode], heard_by) for name in args.models]
-        console.print(accuracy_table(args.mode, rows))
-        path = RESULTS / f"tools_{args.mode}.json"
-        path.write_text(json.dumps({"mode": args.mode, "load": load, "models": rows}, indent=1) + "\n")
-        print(f"wrote {path}")
+        mode = args.mode or ("" if args.slow else "text")
+        if mode:
+            rows = [await measure(name, args.threads, MODES[mode], heard_by) for name in args.models]
+            console.print(accuracy_table(mode, rows))
+            path = RESULTS / f"tools_{mode}.json"
+            path.write_text(json.dumps({"mode": mode, "load": load, "models": rows}, indent=1) + "\n")
+            print(f"wrote {path}")
         if args.slow and heard_by is not None:
             slow = [await slow_calls(name, args.threads, heard_by, args.slow) for name in args.models]
             console.print(slow_table(slow))

@@ -16,9 +16,15 @@ def audio(text: str, samples: int, turn_id: int = 7) -> bytes:
 def test_the_filler_is_what_was_delivered_before_the_result_and_the_answer_what_came_after() -> None:
     taps = Taps(SttTap(""), LlmTap(""), TtsTap(""))
     call = llm_pb2.StreamingChatResponse(tool_call=llm_pb2.ToolCallDelta(name="order_status", turn_id=7))
+    end = llm_pb2.TurnEnd(
+        turn_id=7, finish_reason=llm_pb2.FINISH_REASON_TOOL_CALLS, tool_calls=[llm_pb2.ToolCall(id="1")]
+    )
     result = llm_pb2.StreamingChatRequest(tool_result=llm_pb2.ToolResult(call_id="1", output="{}"))
     taps.llm.messages += [
-        Message(0, STREAMING_CHAT, False, 10.0, call.SerializeToString()),
+        Message(0, STREAMING_CHAT, False, 9.0, call.SerializeToString()),
+        Message(
+            0, STREAMING_CHAT, False, 10.0, llm_pb2.StreamingChatResponse(turn_end=end).SerializeToString()
+        ),
         Message(0, STREAMING_CHAT, True, 12.0, result.SerializeToString()),
     ]
     taps.tts.messages += [
