@@ -45,19 +45,20 @@ _PRE_ROLL = int(_PRE_ROLL_S * SAMPLE_RATE_HZ)
 _UNHEARD_KEEP_S = 4.0
 _UNHEARD_KEEP = int(_UNHEARD_KEEP_S * SAMPLE_RATE_HZ)
 _AUDIBLE_DBFS = -45.0
+# ...and its words are kept only on the model's own evidence: its mean token log-probability
+# less its probability of no speech. Decoded this way (tests/data/shouts), shouted and acted
+# words scored -0.2 to -1.35 (an acted "Hello?" -1.09 to -1.35 as 0.1 s of audio more or less
+# went with it), real coughs given words ("Cup!", "Help me!", "Thank you.", "Oh my god.")
+# -1.73 to -2.24, laughter aside; Whisper's own rule (no speech > 0.6 and log-probability < -1)
+# is a corner of that plane.
+_MIN_EVIDENCE = -1.5
+# Laughter is no words, however sure the model is: one cough came back as "Ha ha ha ha ha!" at -1.07.
+_LAUGHTER = frozenset({"ha", "haha", "hah", "heh", "hehe", "hee"})
+_MAX_COMPRESSION_RATIO = 2.4
 # The detector may take a short word for speech only at its end (a "Yes, sir!" of 0.58 s at 0.5 s):
 # the audible sound just before where it did, this much at most, is the start of that speech.
 _ONSET_MAX_S = 1.0
 _ONSET_MAX = int(_ONSET_MAX_S * SAMPLE_RATE_HZ) // WINDOW_SAMPLES * WINDOW_SAMPLES
-# ...and its words are kept only on the model's own evidence: its mean token log-probability
-# less its probability of no speech. Decoded this way (tests/data/shouts), shouted and acted
-# words scored -0.3 to -1.13, real coughs (heard as "Cup!", "Ow! Ow!", "I don't know.", "Ha ha!")
-# -1.49 to -1.98; Whisper's own rule (no speech > 0.6 and log-probability < -1) is a corner of
-# that plane.
-_MIN_EVIDENCE = -1.3
-# Laughter is no words, however sure the model is: one cough came back as "Ha ha ha ha ha!" at -1.07.
-_LAUGHTER = frozenset({"ha", "haha", "hah", "heh", "hehe", "hee"})
-_MAX_COMPRESSION_RATIO = 2.4
 # Audio is judged and acted on in slices of at most ~1 s: a burst (a replay after a
 # reconnect) takes turns with the other streams, and the utterance cap applies inside it.
 _SLICE_SAMPLES = 32 * WINDOW_SAMPLES
