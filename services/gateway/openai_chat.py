@@ -37,17 +37,18 @@ def router(backends: Backends) -> APIRouter:
         options = body.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
         if messages[-1].role == llm_pb2.ROLE_TOOL:
-            # A stream begins with a user turn: the turn that goes on from the tools' results is
-            # asked whole, and sent as the stream of it.
-            reply = await backends.llm.Chat(llm_pb2.ChatRequest(config=config, messages=messages))
-            return StreamingResponse(_events(_pieces(reply), model, usage), media_type="text/event-stream")
-        config.history.extend(messages[:-1])
+            # The turn goes on from the tools' results: the history up to the calls, then the
+            # results, the last of which the stream answers.
+            calls = max((i for i, m in enumerate(messages) if m.role == llm_pb2.ROLE_ASSISTANT), default=-1)
+            history, asked = messages[: calls + 1], [_result(m) for m in messages[calls + 1 :]]
+        else:
+            history, asked = messages[:-1], [_user_turn(messages[-1])]
+        config.history.extend(history)
         call = backends.llm.StreamingChat()
         try:
             await call.write(llm_pb2.StreamingChatRequest(config=config))
-            await call.write(
-                llm_pb2.StreamingChatRequest(user_turn=llm_pb2.UserTurn(text=messages[-1].content))
-            )
+            for item in asked:
+                await call.write(item)
             await call.done_writing()
             first = await call.read()
         except BaseException:
@@ -207,17 +208,13 @@ async def _read(call: grpc.aio.StreamStreamCall, first: Any) -> AsyncGenerator[l
         call.cancel()
 
 
-async def _pieces(reply: llm_pb2.ChatResponse) -> AsyncGenerator[llm_pb2.StreamingChatResponse]:
-    """A whole reply as the responses of a stream."""
-    if reply.text:
-        yield llm_pb2.StreamingChatResponse(delta=llm_pb2.TextDelta(text=reply.text))
-    for index, made in enumerate(reply.tool_calls):
-        piece = llm_pb2.ToolCallDelta(
-            index=index, id=made.id, name=made.name, arguments_delta=made.arguments_json
-        )
-        yield llm_pb2.StreamingChatResponse(tool_call=piece)
-    end = llm_pb2.TurnEnd(finish_reason=reply.finish_reason, usage=reply.usage, tool_calls=reply.tool_calls)
-    yield llm_pb2.StreamingChatResponse(turn_end=end)
+def _user_turn(message: llm_pb2.Message) -> llm_pb2.StreamingChatRequest:
+    return llm_pb2.StreamingChatRequest(user_turn=llm_pb2.UserTurn(text=message.content))
+
+
+def _result(message: llm_pb2.Message) -> llm_pb2.StreamingChatRequest:
+    result = llm_pb2.ToolResult(call_id=message.tool_call_id, output=message.content)
+    return llm_pb2.StreamingChatRequest(tool_result=result)
 
 
 async def _events(

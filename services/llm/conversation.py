@@ -77,8 +77,12 @@ class Conversation:
         self._max_history_chars = max_history_chars
         self._first_kept = 0
         # The last generation's calls awaiting results, in order: id -> result (None: not yet).
-        self._calls: dict[str, Message | None] = {}
+        # A history that ends with calls still missing results awaits them: that turn goes
+        # on when they come.
+        self._calls: dict[str, Message | None] = _awaiting(self.history)
         self._rounds = 0  # rounds of calls in the turn under way
+        if self._calls:
+            self.turns = 1
 
     def update(
         self, system_prompt: str | None = None, tools: Sequence[Tool] | None = None, choice: str = ""
@@ -237,6 +241,22 @@ def prompt_chars(message: Message) -> int:
     template's marks."""
     calls = sum(len(c.name) + len(c.arguments) + MESSAGE_OVERHEAD_CHARS for c in message.tool_calls)
     return len(message.content) + calls + MESSAGE_OVERHEAD_CHARS
+
+
+def _awaiting(history: list[Message]) -> dict[str, Message | None]:
+    """The calls of ``history``'s last assistant message when some still lack a result: each
+    with its result (taken out of ``history``), or None. Empty when every call has one."""
+    last = max((i for i, m in enumerate(history) if m.role == "assistant"), default=-1)
+    if last < 0 or not history[last].tool_calls:
+        return {}
+    calls: dict[str, Message | None] = {call.id: None for call in history[last].tool_calls}
+    results = history[last + 1 :]
+    if len(results) >= len(calls) or any(m.role != "tool" or m.tool_call_id not in calls for m in results):
+        return {}
+    for result in results:
+        calls[result.tool_call_id] = result
+    del history[last + 1 :]
+    return calls
 
 
 def _reply(completion: Completion) -> Message:

@@ -379,12 +379,16 @@ async def test_chat_completions_stream_the_call_in_pieces_and_then_the_answer(
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": pieces[0].id, "content": OUTPUT},
     ]
-    text = ""
+    texts: list[str] = []
     async for chunk in await client.chat.completions.create(
         model="local", messages=messages, tools=[CHAT_TOOL], temperature=0, max_tokens=64, stream=True
     ):
-        text += "".join(c.delta.content or "" for c in chunk.choices)
-    assert _uses_output(text), text
+        texts += [c.delta.content for c in chunk.choices if c.delta.content]
+    assert _uses_output("".join(texts)), texts
+    # The answer streams as the model writes it, on a stream the result went on.
+    assert len(texts) > 1, texts
+    result = _results_received(tap)[-1]
+    assert (result.call_id, result.output) == (pieces[0].id, OUTPUT), result
 
 
 async def test_a_bad_tool_schema_is_a_400_that_says_what_is_wrong(

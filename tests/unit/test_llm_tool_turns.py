@@ -106,6 +106,33 @@ async def test_a_new_turn_closes_unanswered_calls() -> None:
     assert chat.history[2].tool_call_id == call_id and "error" in json.loads(chat.history[2].content)
 
 
+async def test_a_history_ending_with_calls_awaits_their_results() -> None:
+    """A client that keeps the conversation itself (chat completions) sends the calls with the
+    results so far: the turn goes on when the last one comes, the results in the calls' order."""
+    calls = (ToolCall("a", "lookup", "{}"), ToolCall("b", "lookup", "{}"))
+    asked = [Message("user", "look both up"), Message("assistant", "", calls)]
+    session = CallingSession()
+    chat = Conversation(
+        session,
+        "",
+        Options("", 0.0, 50),
+        [*asked, Message("tool", "B", tool_call_id="b")],
+        max_turn_chars=500,
+        max_history_chars=10_000,
+    )
+    assert chat.awaiting == ["a"] and chat.history == asked
+    assert chat.add_result("a", "A", is_error=False)
+    answer = await chat.resume(lambda _: None, threading.Event())
+    assert answer.completion.text == "done: B" and answer.index == 1
+    assert [m.content for m in session.seen[-1][0][-2:]] == ["A", "B"]
+    # Every call answered: nothing awaits, the history is as given.
+    whole = [*asked, Message("tool", "A", tool_call_id="a"), Message("tool", "B", tool_call_id="b")]
+    done = Conversation(
+        session, "", Options("", 0.0, 50), whole, max_turn_chars=500, max_history_chars=10_000
+    )
+    assert not done.awaiting and done.history == whole
+
+
 async def test_retract_removes_the_turn_with_its_calls_and_results() -> None:
     chat = conversation(CallingSession())
     chat.update(tools=[], choice="auto")
