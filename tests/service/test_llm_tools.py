@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from services.llm.config import LlmSettings
-from services.llm.engine import Completion, Engine, Message, OnDelta, Options, Session
+from services.llm.engine import Completion, Engine, Finish, Message, OnDelta, Options, Session, Tool
 from services.llm.engines.local import LocalEngine, embedded_model_path
 from tests.llm_client import read_generation, read_refusal, tool_result, turn, user
 from tests.service.test_llm_cloud import llm_stub as cloud_stub
@@ -127,6 +127,24 @@ async def test_after_its_results_the_embedded_model_answers_in_words(
     answered = await stub.Chat(llm_pb2.ChatRequest(config=chat_config, messages=history))
     assert answered.finish_reason != llm_pb2.FINISH_REASON_TOOL_CALLS and not answered.tool_calls, answered
     assert answered.text.strip() and answered.text.lstrip()[:1] not in ("{", "<", "`"), answered.text
+
+
+def test_an_engine_that_was_never_loaded_calls_tools_too() -> None:
+    """The template's tool calling comes with the first context, not only with ``load``: a
+    program that opens a session on its own engine gets calls as the service does."""
+    settings = LlmSettings(engine="local", model_path=tool_model_path())
+    engine = LocalEngine(settings)
+    session = engine.open_session()
+    try:
+        tool = Tool(WEATHER.name, WEATHER.description, WEATHER_SCHEMA)
+        options = Options("", 0.0, 32, (tool,))
+        asked = [Message("user", WEATHER_QUESTION)]
+        completion = session.generate(asked, options, lambda _: None, threading.Event())
+    finally:
+        session.close()
+    assert completion.finish is Finish.TOOL_CALLS, completion
+    [made] = completion.tool_calls
+    assert made.name == "get_weather" and json.loads(made.arguments)["city"].strip().lower() == "paris"
 
 
 class OptionsRecorder:

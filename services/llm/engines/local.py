@@ -74,6 +74,7 @@ class LocalEngine:
         self._formatter: Jinja2ChatFormatter | None = None
         # The chat template's tool calling; None: the model has none and answers in words.
         self.tool_template: ToolTemplate | None = None
+        self._template_read = False
 
     def load(self) -> None:
         llama = self._new_llama()
@@ -83,6 +84,32 @@ class LocalEngine:
             [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": "Hello"}],
             max_tokens=1,
         )
+        self._give_back(llama)
+
+    def open_session(self) -> LocalSession:
+        """Lease a llama.cpp context for one conversation; blocking (may load one, ~0.1 s)."""
+        with self._pool_lock:
+            llama = self._idle.pop() if self._idle else None
+        return LocalSession(self, llama or self._new_llama())
+
+    def _new_llama(self) -> llama_cpp.Llama:
+        with without_extra_buffers():
+            llama = llama_cpp.Llama(
+                model_path=self.model_path,
+                n_ctx=self.context_tokens,
+                n_threads=self._threads,
+                n_threads_batch=self._threads,
+                verbose=False,
+            )
+        with self._pool_lock:
+            if not self._template_read:
+                self._read_template(llama)
+        return llama
+
+    def _read_template(self, llama: llama_cpp.Llama) -> None:
+        """The chat template's finished-conversation rendering and its tool calling, from the
+        first context (loaded or not: a session opened without ``load`` has them too)."""
+        self._template_read = True
         template = llama.metadata.get("tokenizer.chat_template")
         if template:
             # The template without the assistant header: it renders a finished conversation.
@@ -95,23 +122,6 @@ class LocalEngine:
             self.tool_template = ToolTemplate.of(llama, template)
         if self.tool_template is None:
             log.info("the chat template has no tool calling: tools are ignored", extra={"model": self.model})
-        self._give_back(llama)
-
-    def open_session(self) -> LocalSession:
-        """Lease a llama.cpp context for one conversation; blocking (may load one, ~0.1 s)."""
-        with self._pool_lock:
-            llama = self._idle.pop() if self._idle else None
-        return LocalSession(self, llama or self._new_llama())
-
-    def _new_llama(self) -> llama_cpp.Llama:
-        with without_extra_buffers():
-            return llama_cpp.Llama(
-                model_path=self.model_path,
-                n_ctx=self.context_tokens,
-                n_threads=self._threads,
-                n_threads_batch=self._threads,
-                verbose=False,
-            )
 
     def _give_back(self, llama: llama_cpp.Llama) -> None:
         with self._pool_lock:
