@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ def test_a_spoken_turn_through_the_microphone_and_speaker(stack: None, tmp_path:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge_client", "--input-device", MIC_DEVICE, "--output-device",
              SPEAKER_DEVICE, "--report", str(report), "--max-tokens", "20"],
-            cwd=REPO, stderr=subprocess.PIPE, text=True,
+            cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )  # fmt: skip
         try:
             time.sleep(3.0)  # the client connects and opens its streams
@@ -32,7 +33,13 @@ def test_a_spoken_turn_through_the_microphone_and_speaker(stack: None, tmp_path:
             while not (report.exists() and report.read_text().strip()) and time.monotonic() < deadline:
                 time.sleep(0.2)
             proc.send_signal(signal.SIGINT)  # Ctrl+C
-            _, stderr = proc.communicate(timeout=30)
+            try:
+                _, stderr = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)  # its threads' stacks, to stderr
+                raise AssertionError(
+                    f"no exit 30 s after Ctrl+C:\n{proc.communicate(timeout=10)[1]}"
+                ) from None
         finally:
             proc.kill()
         played = devices.recording().samples
