@@ -147,6 +147,30 @@ def test_an_engine_that_was_never_loaded_calls_tools_too() -> None:
     assert made.name == "get_weather" and json.loads(made.arguments)["city"].strip().lower() == "paris"
 
 
+async def test_a_string_argument_that_runs_on_is_closed_and_the_call_made(
+    stub: llm_pb2_grpc.LlmServiceStub,
+) -> None:
+    """Heard as "as order 3,550, arrived yet.", Qwen2.5-Coder at temperature 0 writes the order
+    number as "3550" and zeros without end; the call is still made, its string closed at the
+    bound, so the tool can say what is wrong and the agent answers (else: a failed turn, silence)."""
+    order = {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}
+    tool = llm_pb2.Tool(
+        name="order_status",
+        description="The delivery status of a customer's order, by its order number.",
+        parameters_json=json.dumps(order),
+    )
+    prompt = "You are the voice assistant of a shop. Use the tools for order statuses."
+    chat_config = llm_pb2.ChatConfig(
+        max_tokens=32, temperature=0.0, tools=llm_pb2.ToolSet(tools=[tool]), system_prompt=prompt
+    )
+    asked = llm_pb2.Message(role=llm_pb2.ROLE_USER, content="as order 3,550, arrived yet.")
+    called = await stub.Chat(llm_pb2.ChatRequest(config=chat_config, messages=[asked]))
+    assert called.finish_reason == llm_pb2.FINISH_REASON_TOOL_CALLS, called
+    [made] = called.tool_calls
+    jsonschema.validate(json.loads(made.arguments_json), order)
+    assert made.name == "order_status" and json.loads(made.arguments_json)["order_id"].startswith("3"), made
+
+
 class OptionsRecorder:
     """A real engine that also keeps the options each generation was asked with."""
 
