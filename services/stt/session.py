@@ -48,8 +48,8 @@ _AUDIBLE_DBFS = -45.0
 # ...and its words are kept only on the model's own evidence: its mean token log-probability
 # less its probability of no speech. Decoded this way (tests/data/shouts), shouted and acted
 # words scored -0.2 to -1.35 (an acted "Hello?" -1.09 to -1.35 as 0.1 s of audio more or less
-# went with it), real coughs given words ("Cup!", "Help me!", "Thank you.", "Oh my god.")
-# -1.73 to -2.24, laughter aside; Whisper's own rule (no speech > 0.6 and log-probability < -1)
+# went with it), real coughs given words ("Cup!", "Help! Help!", "Thank you.", "Oh my god.")
+# -1.66 to -2.24, laughter aside; Whisper's own rule (no speech > 0.6 and log-probability < -1)
 # is a corner of that plane.
 _MIN_EVIDENCE = -1.5
 # Laughter is no words, however sure the model is: one cough came back as "Ha ha ha ha ha!" at -1.07.
