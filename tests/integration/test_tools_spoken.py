@@ -28,10 +28,11 @@ from edge_client.config import EdgeSettings
 from harness import servers
 from harness.edge import Session, converse, frames_of, silence, while_
 from harness.speech import REPO, normalize, wer
+from harness.spoken import heard, said
 from harness.tap import STREAMING_CHAT, Taps, tapped
 from voice.llm.v1 import llm_pb2
-from voice.stt.v1 import stt_pb2, stt_pb2_grpc
-from voice.tts.v1 import tts_pb2, tts_pb2_grpc
+from voice.stt.v1 import stt_pb2_grpc
+from voice.tts.v1 import tts_pb2_grpc
 
 # The embedded model that calls tools well (services/llm/models.py).
 CAPABLE_MODEL = "qwen2.5-coder-1.5b"
@@ -78,16 +79,7 @@ async def services() -> AsyncIterator[Services]:
 
 async def spoken(services: Services, text: str) -> bytes:
     """``text`` said by the TTS service's voice, as 16 kHz PCM."""
-    config = tts_pb2.SynthesisConfig(sample_rate_hz=16000)
-    response = await services.tts_stub.Synthesize(tts_pb2.SynthesizeRequest(config=config, text=text))
-    return bytes(response.audio_content)
-
-
-async def transcribed(services: Services, pcm: bytes, rate_hz: int) -> str:
-    """What the STT service hears in ``pcm``, normalised."""
-    config = stt_pb2.RecognitionConfig(sample_rate_hz=rate_hz, language_code="en")
-    response = await services.stt_stub.Recognize(stt_pb2.RecognizeRequest(config=config, audio_content=pcm))
-    return normalize(" ".join(r.transcript for r in response.results))
+    return await said(services.tts_stub, text)
 
 
 def mcp_config(tmp: Path, **env: str) -> str:
@@ -158,7 +150,7 @@ def turn_id(taps: Taps, turn: dict[str, object]) -> int:
 async def answer(services: Services, taps: Taps, turn: dict[str, object]) -> str:
     """The reply of ``turn`` as the speech service synthesized it, heard by the STT service."""
     audio = taps.tts.audio(turn_id(taps, turn))
-    return await transcribed(services, audio.tobytes(), EdgeSettings().output_rate_hz)
+    return normalize(await heard(services.stt_stub, audio.tobytes(), EdgeSettings().output_rate_hz))
 
 
 def said_before(taps: Taps, turn: dict[str, object], at_s: float) -> list[str]:
