@@ -230,8 +230,7 @@ def _latency_table(results: dict[str, object]) -> Table:
     levels: dict[str, dict[str, object]] = results["calls_at_once"]  # type: ignore[assignment]
     named = [*rows.items()]
     named += [
-        (f"phone, {k} at once ({'holds' if _holds(s) else 'does not hold'})", s)
-        for k, s in levels.items()
+        (f"phone, {k} at once ({'holds' if _holds(s) else 'does not hold'})", s) for k, s in levels.items()
     ]
     for name, s in named:
         table.add_row(
