@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -97,7 +99,34 @@ async def _typed_turns(conversation: Conversation) -> None:
                 await asyncio.sleep(0.05)
 
 
+# After Ctrl+C the session has this long to close before it is made to.
+STOP_S = 5.0
+
+
+def _stop_on_ctrl_c() -> None:
+    """Ctrl+C cancels the session. If it has not ended ``STOP_S`` later, the stacks of what it
+    still awaits go to stderr and it is cancelled again; ``STOP_S`` after that the process ends."""
+    loop, session = asyncio.get_running_loop(), asyncio.current_task()
+    assert session is not None
+
+    def stop(tries: int = 0) -> None:
+        if session.done():
+            return
+        if tries == 2:
+            os._exit(130)
+        if tries:
+            show("note", f"still stopping {STOP_S:g} s after Ctrl+C; awaiting:")
+            for task in asyncio.all_tasks(loop):
+                task.print_stack(file=sys.stderr)
+        session.cancel()
+        loop.call_later(STOP_S, stop, tries + 1)
+
+    with contextlib.suppress(NotImplementedError):  # Windows: asyncio's own Ctrl+C handling
+        loop.add_signal_handler(signal.SIGINT, stop)
+
+
 async def run(settings: EdgeSettings) -> int:
+    _stop_on_ctrl_c()
     needed = {"llm": settings.llm, "tts": settings.tts}
     if not settings.text:
         needed["stt"] = settings.stt
@@ -219,7 +248,7 @@ def main() -> None:
         else:
             tracing.setup("voice-agent")  # off unless the OTEL_* variables ask for traces
             code = asyncio.run(run(from_args(args)))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl+C
         code = 130
     except (audio_io.AudioDeviceError, ConfigError) as exc:
         show("note", str(exc))
