@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -97,7 +98,7 @@ def turn_table(runs: list[Run]) -> Table:
     return table
 
 
-def report(runs: list[Run], silence_ms: int) -> None:
+def report(runs: list[Run], silence_ms: int, name: str = "e2e") -> None:
     rows = list(dict.fromkeys(r.row for r in runs))
     runs = sorted(runs, key=lambda r: rows.index(r.row))
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -105,12 +106,12 @@ def report(runs: list[Run], silence_ms: int) -> None:
     console.print(turn_table(runs))
     console.print(f"silence row: end of turn after {silence_ms} ms; smart: model, fallback 1600 ms")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "e2e.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
-    plot(runs)
-    print(f"wrote {RESULTS / 'e2e.json'} and {RESULTS / 'e2e_latency.png'}")
+    (RESULTS / f"{name}.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    plot(runs, RESULTS / f"{name}_latency.png")
+    print(f"wrote {RESULTS / f'{name}.json'} and {RESULTS / f'{name}_latency.png'}")
 
 
-def plot(runs: list[Run]) -> None:
+def plot(runs: list[Run], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,4 +145,4 @@ def plot(runs: list[Run]) -> None:
     right.set_xlabel("share of clips")
     right.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "e2e_latency.png", dpi=120)
+    fig.savefig(path, dpi=120)
