@@ -17,7 +17,7 @@ from enum import Enum
 from typing import IO
 
 from conversation.calls import ToolRunner
-from conversation.fillers import without
+from conversation.fillers import APOLOGY, without
 from conversation.links import LlmLink, TtsLink
 from conversation.links.llm import tool_set
 from conversation.messages import AudioChunk, ReplyDelta, ReplyEnd, Speech, ToolCalls
@@ -137,6 +137,9 @@ class Agent:
                     await self.calls.run(turn, event)
                 elif isinstance(event, ReplyEnd) and event.error:
                     turn.error = f"the chat service failed: {event.error}"
+                    if not (turn.agent_text.strip() or turn.interrupted):
+                        turn.apology = APOLOGY  # no dead air: the user hears that it failed
+                        self.tts.text(APOLOGY, turn.id)
             if not turn.interrupted:
                 self.tts.flush(turn.id)
                 await turn.synthesized.wait()
@@ -146,7 +149,7 @@ class Agent:
                     await asyncio.sleep(FRAME_MS / 1000 / 3)
             if turn.retracted:
                 self.llm.retract(turn.id)
-            elif turn.interrupted:
+            elif turn.interrupted and not turn.apology:
                 # Cut while generating or while playing: the model's context keeps what was heard.
                 self.llm.truncate(turn.heard_since_calls, turn.id)
         except Exception as exc:  # reported as this turn's failure; the conversation goes on
@@ -163,7 +166,7 @@ class Agent:
         if turn.retracted:
             return
         line = turn.report()
-        said = str(line["agent_text"])
+        said = str(line["agent_text"]) or turn.apology
         if turn.interrupted:
             said += " [interrupted]"
         if turn.error:
@@ -269,7 +272,7 @@ class Agent:
         if not turn.paused:
             self.pause(turn)
         turn.interrupted = True
-        turn.heard_text = without(self.player.heard(), turn.fillers)
+        turn.heard_text = without(self.player.heard(), [*turn.fillers, turn.apology])
         if not turn.calling:  # else the call's result goes to the model first (``calls``)
             self.llm.cancel(turn.id)
         self.tts.cancel(turn.id)

@@ -1,5 +1,6 @@
 """Words said while a tool works, so a slow call is no dead air: the model's own words before the
-call where it wrote some, else a short phrase from a list, never the same one twice in a row."""
+call where it wrote some, else a short phrase from a list, never the same one twice in a row; and
+the apology said for a reply that failed before the model wrote a word."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ PHRASES = (
     "Bear with me a moment.",
     "Checking that now.",
 )
+# Said when the chat service fails a reply before its first word (a cloud out of reach, say).
+APOLOGY = "Sorry, I couldn't answer that just now."
 # How long a call may run before a filler is said.
 FILLER_AFTER_S = 0.7
 

@@ -32,6 +32,7 @@ class Turn:
     calling: bool = False  # a step's calls are running
     before_calls: str = ""  # what the model wrote before its last calls
     fillers: list[str] = field(default_factory=list)  # said while a call was slow
+    apology: str = ""  # said for a reply that failed before its first word
     early_flushes: int = 0  # synthesis flushed before the reply's end (words said while a call works)
     synthesized: asyncio.Event = field(default_factory=asyncio.Event)
     confirmed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -72,4 +73,6 @@ class Turn:
             line["tools"] = self.calls
         if self.fillers:
             line["fillers"] = self.fillers
+        if self.apology:
+            line["apology"] = self.apology
         return line
