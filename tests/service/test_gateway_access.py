@@ -189,16 +189,20 @@ async def test_the_page_and_realtime_go_over_https_and_need_a_token(certs: Path)
                 await websockets.connect(url, ssl=trust, subprotocols=protocols, additional_headers=headers)
             return refused.value.response
 
+        # Refused at the handshake with what to do, as the HTTP API words it.
         missing = await refusal(None, {})
-        assert missing.status_code == 403
-        # A wrong token, in either place a client can put one, is refused as no token is.
+        error = json.loads(missing.body or b"{}")["error"]
+        assert (missing.status_code, error["type"]) == (401, "authentication_error"), missing
+        assert "Authorization: Bearer <token>" in error["message"], error
+        # A wrong token, in either place a client can put one, is refused and named as wrong.
         wrong = "x" * 32
         for protocols, headers in (
             ([Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{wrong}")], {}),
             (None, {"authorization": f"Bearer {wrong}"}),
         ):
             refused = await refusal(protocols, headers)
-            assert (refused.status_code, refused.body) == (missing.status_code, missing.body), refused
+            error = json.loads(refused.body or b"{}")["error"]
+            assert refused.status_code == 401 and "was not accepted" in error["message"], refused
         browser = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{TOKEN_A}")]
         program = {"authorization": f"Bearer {TOKEN_B}"}
         for protocols, headers in ((browser, {}), (None, program)):
