@@ -40,6 +40,8 @@ class State(Enum):
 class Events:
     """What a front end is told, beyond ``show``; each does nothing here."""
 
+    door = ""  # the front door's name in traces ("edge-client", "realtime", "audiosocket", ...)
+
     def speech_started(self, at_ms: float) -> None: ...
     def speech_stopped(self, at_ms: float) -> None: ...
     def reply_started(self, turn: Turn) -> None:

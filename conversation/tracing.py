@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from opentelemetry import context, trace
+from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from conversation.agent import Events
@@ -92,10 +92,10 @@ class TurnSpans(Tracing):
     def start(self, links: Links) -> None:
         self._conversation = _tracer.start_span(
             "conversation",
-            context=context.Context(),  # a root, whatever is current
+            # Under the door's own span where it has one (the gateway's WebSocket), else a root.
             attributes={
                 "voice.conversation.id": uuid.uuid4().hex,
-                "voice.front_door": tracing.service_name(),
+                "voice.front_door": self.events.door or tracing.service_name(),
                 "voice.turn_detector": self._settings.turn_detector,
             },
         )

@@ -213,6 +213,8 @@ async def _typed_clock(output: Output, fast: bool) -> AsyncIterator[bytes]:
 class _Tally(Events):
     """The session in numbers, counted as each turn is reported (no turn is kept)."""
 
+    door = "edge-client"
+
     def __init__(self) -> None:
         self.turns = self.interrupted = 0
         self.latencies_ms: list[float] = []

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 
 from conversation import ConversationSettings
@@ -33,7 +34,9 @@ def create_app(
 ) -> FastAPI:
     """The app; with ``tokens``, every /v1 route needs one of them (``/health`` needs none).
     With ``conversation`` (the services' addresses), ``/v1/realtime`` holds conversations."""
-    app = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None)
+    # FastAPI traces each request when tracing is on; the health checks (every 5 s) say nothing.
+    telemetry = TelemetryConfig(exclude=lambda scope: scope.get("path") == "/health")
+    app = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None, telemetry=telemetry)
     tokens = tokens or Tokens([])
     authorized = [Depends(bearer(tokens))]
     if conversation is not None:

@@ -142,6 +142,8 @@ class _Response:
 class RealtimeSession(Events):
     """One WebSocket: the API's events in, the conversation's out."""
 
+    door = "realtime"
+
     def __init__(
         self,
         ws: WebSocket,

@@ -67,6 +67,8 @@ async def test_a_spoken_turn_is_one_trace_across_the_processes(
     assert {s.service for s in trace} >= {"voice-agent", "voice-stt", "voice-llm", "voice-tts"}
     ids = {s.span_id for s in trace}
     assert [s.name for s in trace if not s.parent_id] == ["conversation"]
+    [conversation] = [s for s in trace if s.name == "conversation"]
+    assert conversation.attributes["voice.front_door"] == "edge-client"
     assert not [s.name for s in trace if s.parent_id and s.parent_id not in ids]
     # The services' spans of the turn's work, each from its own service, under the turn.
     under = {s.name.split(" ")[0]: s for s in trace if s.parent_id == turn.span_id}

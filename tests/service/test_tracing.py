@@ -8,13 +8,18 @@ turn's span with the services' spans of its work under it, its times agreeing wi
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
+import websockets
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
@@ -25,8 +30,10 @@ from foundation import tracing
 from foundation.audio import FRAME_MS
 from harness import servers
 from harness.edge import converse, frames_of, over_the_reply, silence, then_quiet, while_
-from harness.speech import english, normalize
+from harness.gateway_stack import Stack, gateway_stack
+from harness.speech import at_rate, english, normalize
 from services.common.server import VoiceServer, build_server
+from services.gateway.realtime import API_RATE_HZ
 from services.llm.config import LlmSettings
 from services.llm.engines.local import LocalEngine
 from services.llm.servicer import SERVICE_NAME as LLM_SERVICE
@@ -89,6 +96,12 @@ async def services(traced: InMemorySpanExporter) -> AsyncIterator[Services]:
         yield Services(f"127.0.0.1:{stt_server.port}", f"127.0.0.1:{tts_server.port}", port, restart_llm)
 
 
+@pytest.fixture(scope="module")
+async def gateway(traced: InMemorySpanExporter) -> AsyncIterator[Stack]:
+    async with gateway_stack(llm=True) as stack:
+        yield stack
+
+
 def _spans() -> list[ReadableSpan]:
     spans = list(EXPORTER.get_finished_spans())
     EXPORTER.clear()
@@ -108,11 +121,11 @@ def _scope(span: ReadableSpan) -> str:
     return span.instrumentation_scope.name if span.instrumentation_scope else ""
 
 
-def _no_orphans(spans: list[ReadableSpan]) -> None:
+def _no_orphans(spans: list[ReadableSpan], root: str = "conversation") -> None:
     """Every span is in the conversation's one trace, under a span that was exported."""
     ids = {s.context.span_id for s in spans if s.context is not None}
     roots = [s for s in spans if s.parent is None]
-    assert [s.name for s in roots] == ["conversation"], [(s.name, s.parent) for s in roots]
+    assert [s.name for s in roots] == [root], [(s.name, s.parent) for s in roots]
     assert {s.context.trace_id for s in spans if s.context is not None} == {roots[0].context.trace_id}
     lost = [s.name for s in spans if s.parent is not None and s.parent.span_id not in ids]
     assert not lost, f"spans whose parent was never exported: {lost}"
@@ -278,3 +291,52 @@ async def test_each_tool_call_is_a_span_under_its_turn_with_no_arguments(
     for span in spans:
         texts = [*map(str, (span.attributes or {}).values()), *(str(e.attributes) for e in span.events)]
         assert not [t for t in texts if "4217" in t or "shipped" in t], span.name
+
+
+async def test_a_turn_at_the_realtime_door_is_one_trace_too(gateway: Stack) -> None:
+    """The gateway's conversations are traced as the edge client's are: a spoken turn over
+    /v1/realtime, its times as the gateway's own voice_agent.turn event gives them. A health
+    check (compose's, every 5 s) makes no trace."""
+    _spans()
+    async with httpx2.AsyncClient() as http:
+        assert (await http.get(f"http://127.0.0.1:{gateway.ports.http}/health")).status_code == 200
+    said = english()[7]
+    url = f"ws://127.0.0.1:{gateway.ports.http}/v1/realtime?voice_agent_events=true"
+    events: list[dict[str, Any]] = []
+    async with websockets.connect(url) as ws:
+
+        async def listen() -> None:
+            async for message in ws:
+                events.append(json.loads(message))
+
+        listening = asyncio.create_task(listen())
+        pcm = at_rate(silence(0.5) + said.pcm() + silence(1.5), API_RATE_HZ)
+        chunk = API_RATE_HZ // 10 * 2  # 100 ms, in real time as a microphone sends it
+        for at in range(0, len(pcm), chunk):
+            audio = base64.b64encode(pcm[at : at + chunk]).decode()
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+            await asyncio.sleep(0.1)
+        async with asyncio.timeout(90):
+            while not [e for e in events if e["type"] == "voice_agent.turn"]:
+                await asyncio.sleep(0.1)
+        listening.cancel()
+    deadline = time.monotonic() + 10  # the socket's conversation ends after it closes
+    while not _named(list(EXPORTER.get_finished_spans()), "conversation") and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    spans = _spans()
+    # One trace: the gateway's span of the WebSocket, the conversation under it.
+    _no_orphans(spans, root="WS /v1/realtime")  # and none of /health
+    (conversation,) = _named(spans, "conversation")
+    assert (conversation.attributes or {})["voice.front_door"] == "realtime"
+    (turn,) = _named(spans, "turn")
+    under = {s.name.split(" ")[0]: s for s in _children(spans, turn)}
+    assert {"end_of_turn", "stt.final", "chat", "tts"} <= set(under), sorted(under)
+    assert (_scope(under["stt.final"]), _scope(under["chat"]), _scope(under["tts"])) == (
+        "voice.stt",
+        "voice.llm",
+        "voice.tts",
+    )
+    [reported] = [e for e in events if e["type"] == "voice_agent.turn"]
+    t = reported["t_ms"]
+    v2v = float((turn.attributes or {})["voice.voice_to_voice_ms"])  # type: ignore[arg-type]
+    assert abs(v2v - (t["first_audio"] - t["speech_end"])) <= FRAME_MS, (v2v, t)
