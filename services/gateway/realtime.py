@@ -525,7 +525,7 @@ class RealtimeSession(Events):
         if turn.interrupted:
             transcript = turn.heard_text.removeprefix(response.earlier.strip()).strip()
         else:
-            transcript = response.text.strip()
+            transcript = response.text.strip() or turn.apology  # what the failed reply's audio says
         self._end_message(response, transcript)
         body = self._response_body(
             response,
