@@ -6,6 +6,7 @@ also serve the receiver waits for itself.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -96,6 +97,16 @@ class Received:
         while not done(spans := self.spans) and time.monotonic() < deadline:
             time.sleep(0.2)
         return spans
+
+
+def compose_host() -> str:
+    """The address the compose stack's containers reach this machine at: where to listen for them."""
+    return subprocess.run(
+        ["docker", "network", "inspect", "voice-agent_default", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 @contextmanager

@@ -105,14 +105,16 @@ def edge_args(row: str, silence_ms: int, max_tokens: int) -> list[str]:
     return [sys.executable, "-m", module, *detector, "--max-tokens", str(max_tokens)]
 
 
-def streaming(clip: Clip, command: list[str]) -> Outcome:
+def streaming(clip: Clip, command: list[str], env: dict[str, str] | None = None) -> Outcome:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         wav = write_wav(tmp / "in.wav", silence(LEAD_S) + clip.pcm + silence(TAIL_S))
         out, turns = tmp / "out.wav", tmp / "turns.jsonl"
         args = ["--input", str(wav), "--output", str(out), "--report", str(turns)]
         try:
-            done = subprocess.run([*command, *args], cwd=REPO, capture_output=True, text=True, timeout=180)
+            done = subprocess.run(
+                [*command, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
+            )
         except subprocess.TimeoutExpired:
             return Outcome(clip.id, clip.text, error="voice-agent timed out")
         if done.returncode != 0:

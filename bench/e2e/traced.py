@@ -20,7 +20,7 @@ import sys
 from bench.e2e.outcome import Run
 from bench.e2e.report import report
 from bench.e2e.run import clips, edge_args, streaming
-from harness.otlp import otlp_receiver
+from harness.otlp import compose_host, otlp_receiver
 from harness.speech import REPO
 
 SERVICES = ("stt", "llm", "tts")
@@ -36,19 +36,10 @@ def compose_up(env: dict[str, str]) -> None:
     subprocess.run(["docker", "compose", "up", "-d", "--wait", *SERVICES], cwd=REPO, env=env, check=True)
 
 
-def network_gateway() -> str:
-    """The address the containers reach this machine at."""
-    return subprocess.run(
-        ["docker", "network", "inspect", "voice-agent_default", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-
-def measure(run: Run, args: argparse.Namespace) -> None:
+def measure(run: Run, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Each dev clip through the edge client, run with ``env``."""
     for clip in clips("dev", args.clips):
-        outcome = streaming(clip, edge_args("silence", args.silence_ms, args.max_tokens))
+        outcome = streaming(clip, edge_args("silence", args.silence_ms, args.max_tokens), env)
         run.outcomes.append(outcome)
         latency = "-" if outcome.latency_ms is None else f"{outcome.latency_ms:.0f} ms"
         print(f"{run.row} {clip.id}: {outcome.error or latency}", file=sys.stderr, flush=True)
@@ -65,24 +56,20 @@ def main() -> None:
     args = parser.parse_args()
     plain = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     off, on = Run("tracing off", "dev"), Run("tracing on", "dev")
-    with otlp_receiver(network_gateway()) as received:
-        traced = {**plain, ENDPOINT: f"http://{network_gateway()}:{received.port}"}
+    host = compose_host()
+    with otlp_receiver(host) as received:
+        traced = {**plain, ENDPOINT: f"http://{host}:{received.port}"}
         try:
             for n in range(args.rounds):
                 print(f"round {n + 1} of {args.rounds}", file=sys.stderr, flush=True)
-                os.environ.clear()
-                os.environ.update(plain)
                 if n:
                     compose_up(plain)
-                measure(off, args)
+                measure(off, args, plain)
                 compose_up(traced)
-                os.environ.update(traced)
-                measure(on, args)
+                measure(on, args, traced)
         except KeyboardInterrupt:
             print("stopped: reporting what was measured", file=sys.stderr)
         finally:
-            os.environ.clear()
-            os.environ.update(plain)
             compose_up(plain)
         spans = received.spans
     traces = {s.trace_id for s in spans if s.name == "turn"}

@@ -10,29 +10,17 @@ of its work under it.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from foundation.audio import FRAME_MS
 from harness.edge import silence, voice_agent
-from harness.otlp import Span, otlp_receiver
+from harness.otlp import Span, compose_host, otlp_receiver
 from harness.speech import english
 from tests.containers.conftest import compose
 
 SERVICES = ("stt", "llm", "tts")
-
-
-def _network_gateway() -> str:
-    """The address the containers reach this machine at."""
-    done = subprocess.run(
-        ["docker", "network", "inspect", "voice-agent_default", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def _whole(spans: list[Span]) -> bool:
@@ -47,7 +35,7 @@ def _whole(spans: list[Span]) -> bool:
 async def test_a_spoken_turn_is_one_trace_across_the_processes(
     stack: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    host = _network_gateway()
+    host = compose_host()
     with otlp_receiver(host) as received:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{host}:{received.port}")
         await asyncio.to_thread(compose, "up", "-d", "--wait", *SERVICES)
