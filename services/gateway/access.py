@@ -6,17 +6,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from foundation.channels import is_loopback
 from services.common.auth import Tokens
 from services.common.errors import ConfigError
 from services.gateway.config import GatewaySettings
+from services.gateway.errors import openai_error
 
 _SCHEME = "bearer "
 
 
 class Unauthenticated(Exception):
     """An HTTP call without an accepted token; the app answers 401 with this message."""
+
+    def response(self) -> JSONResponse:
+        body = openai_error(str(self), "authentication_error", code="invalid_api_key")
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
 def http_tokens(settings: GatewaySettings) -> Tokens:
@@ -48,23 +54,28 @@ def check_listeners(settings: GatewaySettings, tokens: Tokens) -> None:
         )
 
 
+def refusal(tokens: Tokens, header: str | None) -> str:
+    """Why a call with this ``Authorization`` header is refused; empty when it may go on."""
+    if not tokens.required:
+        return ""
+    if header is None:
+        return (
+            "this API needs an access token: send the header `Authorization: Bearer <token>` "
+            "(the api_key of an OpenAI client; from a browser, /v1/realtime takes the subprotocol "
+            "`openai-insecure-api-key.<token>`)"
+        )
+    if not header.lower().startswith(_SCHEME):
+        return "the Authorization header must read `Bearer <token>`"
+    if tokens.check([("authorization", header)]).client is None:
+        return f"the access token was not accepted; check it against the gateway's {tokens.source}"
+    return ""
+
+
 def bearer(tokens: Tokens) -> Callable[[Request], None]:
     """A FastAPI dependency that lets a call through with ``Authorization: Bearer`` and an accepted token."""
 
     def check(request: Request) -> None:
-        if not tokens.required:
-            return
-        header = request.headers.get("authorization")
-        if header is None:
-            raise Unauthenticated(
-                "this API needs an access token: send the header `Authorization: Bearer <token>` "
-                "(the api_key of an OpenAI client)"
-            )
-        if not header.lower().startswith(_SCHEME):
-            raise Unauthenticated("the Authorization header must read `Bearer <token>`")
-        if tokens.check([("authorization", header)]).client is None:
-            raise Unauthenticated(
-                f"the access token was not accepted; check it against the gateway's {tokens.source}"
-            )
+        if reason := refusal(tokens, request.headers.get("authorization")):
+            raise Unauthenticated(reason)
 
     return check

@@ -75,8 +75,7 @@ def create_app(
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
-        body = openai_error(str(exc), "authentication_error", code="invalid_api_key")
-        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return exc.response()
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:

@@ -39,7 +39,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
 
 from conversation import Conversation, ConversationSettings, Events, Turn
 from conversation.settings import SETTINGS, SettingError
@@ -47,7 +46,7 @@ from conversation.tools import Toolbox, ToolCall, ToolError, Tools
 from conversation.turn import rounded
 from foundation.audio import FRAME_BYTES, FRAME_MS, FrameSplitter
 from services.common.auth import Tokens
-from services.gateway.errors import openai_error
+from services.gateway.access import Unauthenticated, refusal
 from services.gateway.functions import Function, FunctionError, functions, tool_choice
 from services.gateway.realtime_functions import ClientFunctions, call_item
 
@@ -724,11 +723,10 @@ def router(base: ConversationSettings, tokens: Tokens) -> APIRouter:
             for p in offered
             if p.startswith("openai-insecure-api-key.")
         ]
-        if tokens.required:
-            header = ws.headers.get("authorization") or (f"Bearer {keys[0]}" if keys else "")
-            if tokens.check([("authorization", header)]).client is None:
-                await ws.send_denial_response(_unauthenticated(tokens, bool(header)))
-                return
+        header = ws.headers.get("authorization") or (f"Bearer {keys[0]}" if keys else None)
+        if reason := refusal(tokens, header):
+            await ws.send_denial_response(Unauthenticated(reason).response())
+            return
         await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
         beta = "realtime=v1" in ws.headers.get("openai-beta", "")
         extras = ws.query_params.get("voice_agent_events") == "true"
@@ -736,16 +734,3 @@ def router(base: ConversationSettings, tokens: Tokens) -> APIRouter:
         await RealtimeSession(ws, base, beta, extras, served).run()
 
     return routes
-
-
-def _unauthenticated(tokens: Tokens, sent: bool) -> JSONResponse:
-    """The handshake's refusal: 401, and what to do about it (as the HTTP API words it)."""
-    if sent:
-        message = f"the access token was not accepted; check it against the gateway's {tokens.source}"
-    else:
-        message = (
-            "this API needs an access token: send the header `Authorization: Bearer <token>`, "
-            "or from a browser the subprotocol `openai-insecure-api-key.<token>`"
-        )
-    body = openai_error(message, "authentication_error", code="invalid_api_key")
-    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
