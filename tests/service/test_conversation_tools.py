@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import pytest
-
 from conversation import Conversation
 from conversation.fillers import PHRASES
 from conversation.tools import Toolbox, ToolCall, ToolSpec
@@ -29,7 +27,6 @@ from harness.servers import running_server
 from harness.tap import LlmTap, Taps, tapped
 from services.common.config import ServerSettings
 from services.tts.config import TtsSettings
-from services.tts.engine import create_engine as create_tts_engine
 from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
 from services.tts.servicer import TtsServicer
 from voice.llm.v1 import llm_pb2, llm_pb2_grpc
@@ -156,14 +153,6 @@ class Shop:
         if call.name == "slow_status":
             await asyncio.sleep(SLOW_S)
         return ORDERS[str(call.arguments["order_id"])]
-
-
-@pytest.fixture(scope="module")
-def tts() -> TtsServicer:
-    settings = TtsSettings()
-    engine = create_tts_engine(settings)
-    engine.load()
-    return TtsServicer(engine, settings)
 
 
 async def talk(

@@ -37,13 +37,12 @@ from services.llm.servicer import LlmServicer
 from services.tts.config import TtsSettings
 from services.tts.servicer import SERVICE_NAME as TTS_SERVICE
 from services.tts.servicer import TtsServicer
-from tests.service.test_conversation_tools import tts, typed
+from tests.service.test_conversation_tools import typed
 from tests.service.test_llm_cloud import FlakyProxy, running_model_server, settings_for
 from voice.llm.v1 import llm_pb2_grpc
 from voice.tts.v1 import tts_pb2_grpc
 
 pytestmark = pytest.mark.service
-__all__ = ["tts"]  # the real speech service, a fixture
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +76,13 @@ async def failing_first(tts: TtsServicer, proxy: FlakyProxy) -> AsyncIterator[tu
 async def test_a_reply_failed_before_its_first_word_is_an_apology_and_the_talk_goes_on(
     tmp_path: Path, tts: TtsServicer, proxy: FlakyProxy
 ) -> None:
-    first, second = FIRST, SECOND
     async with failing_first(tts, proxy) as (llm, speech):
         base = EdgeSettings(stt=NOWHERE, llm=llm, tts=speech, max_tokens=16)
         async with tapped(base) as (tapped_settings, taps):
-            _, session = await converse(tapped_settings, tmp_path, typed(first, second), timeout_s=90)
+            _, session = await converse(tapped_settings, tmp_path, typed(FIRST, SECOND), timeout_s=90)
     assert len(session.turns) == 2, session.stderr
     failed, answered = session.turns
-    failed_id, answered_id = taps.llm.turn_id(first), taps.llm.turn_id(second)
+    failed_id, answered_id = taps.llm.turn_id(FIRST), taps.llm.turn_id(SECOND)
     # The first reply failed at the chat service, and the report says so and what was said instead.
     assert not taps.llm.reply(failed_id)
     assert "the chat service failed: openai is unavailable" in str(failed["error"]), failed
@@ -101,7 +99,7 @@ async def test_a_reply_failed_before_its_first_word_is_an_apology_and_the_talk_g
     assert taps.llm.reply(answered_id) and normalize(spoken) == normalize(str(answered["agent_text"]))
     played_in_order(session.samples, taps.tts.audio(answered_id), start=at)
     history = taps.llm.history()
-    assert [m.content for m in history][-2:] == [second, taps.llm.reply(answered_id)], history
+    assert [m.content for m in history][-2:] == [SECOND, taps.llm.reply(answered_id)], history
     assert not [m for m in history if APOLOGY in m.content], history
 
 

@@ -38,8 +38,6 @@ from services.llm.config import LlmSettings
 from services.llm.engines.local import LocalEngine
 from services.llm.servicer import SERVICE_NAME as LLM_SERVICE
 from services.llm.servicer import LlmServicer
-from services.tts import engine as tts_engine
-from services.tts.config import TtsSettings
 from services.tts.servicer import TtsServicer
 from tests.service.test_conversation_tools import Shop, Step, talk, typed
 from voice.llm.v1 import llm_pb2_grpc
@@ -257,7 +255,7 @@ async def test_a_service_restarted_mid_turn_leaves_a_fault_on_the_turn(
 
 
 async def test_each_tool_call_is_a_span_under_its_turn_with_no_arguments(
-    traced: InMemorySpanExporter, tmp_path: Path
+    traced: InMemorySpanExporter, tmp_path: Path, tts: TtsServicer
 ) -> None:
     """A scripted chat service calls two tools in one reply, one of which fails."""
     _spans()
@@ -265,10 +263,7 @@ async def test_each_tool_call_is_a_span_under_its_turn_with_no_arguments(
     script = {
         asked: [Step([("order_status", {"order_id": "4217"}), ("broken_lookup", {"order_id": "4217"})])]
     }
-    tts_settings = TtsSettings()
-    voice = tts_engine.create_engine(tts_settings)
-    await asyncio.to_thread(voice.load)
-    session, taps = await talk(tmp_path, TtsServicer(voice, tts_settings), script, typed(asked), Shop())
+    session, taps = await talk(tmp_path, tts, script, typed(asked), Shop())
     spans = _spans()
     [line] = session.turns
     assert [call["name"] for call in line["tools"]] == ["order_status", "broken_lookup"]  # type: ignore[attr-defined]
