@@ -99,6 +99,15 @@ def wer(reference: str, hypothesis: str, language: str = "en") -> float:
     return float(jiwer.wer(ref, hyp))
 
 
+def cer(reference: str, hypothesis: str, language: str = "en") -> float:
+    """Character error rate, for replies of a word or two, which Whisper mishears by a letter
+    ("Paris" as "harris") more often than a sentence by a word."""
+    ref, hyp = normalize(reference, language), normalize(hypothesis, language)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return float(jiwer.cer(ref, hyp))
+
+
 def corpus_wer(pairs: list[tuple[str, str]], language: str = "en") -> float:
     refs = [normalize(r, language) for r, _ in pairs]
     hyps = [normalize(h, language) for _, h in pairs]
