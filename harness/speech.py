@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -92,20 +93,23 @@ def normalize(text: str, language: str = "en") -> str:
     return " ".join(w for w in words if any(c.isalnum() for c in w))
 
 
-def wer(reference: str, hypothesis: str, language: str = "en") -> float:
+def _error_rate(
+    measure: Callable[[str, str], float], reference: str, hypothesis: str, language: str
+) -> float:
     ref, hyp = normalize(reference, language), normalize(hypothesis, language)
     if not ref:
         return 0.0 if not hyp else 1.0
-    return float(jiwer.wer(ref, hyp))
+    return float(measure(ref, hyp))
+
+
+def wer(reference: str, hypothesis: str, language: str = "en") -> float:
+    return _error_rate(jiwer.wer, reference, hypothesis, language)
 
 
 def cer(reference: str, hypothesis: str, language: str = "en") -> float:
     """Character error rate, for replies of a word or two, which Whisper mishears by a letter
     ("Paris" as "harris") more often than a sentence by a word."""
-    ref, hyp = normalize(reference, language), normalize(hypothesis, language)
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    return float(jiwer.cer(ref, hyp))
+    return _error_rate(jiwer.cer, reference, hypothesis, language)
 
 
 def corpus_wer(pairs: list[tuple[str, str]], language: str = "en") -> float:
